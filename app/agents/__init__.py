@@ -1,0 +1,1 @@
+"""Faust agents, one per file: decode -> logic -> table/send."""

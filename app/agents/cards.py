@@ -1,0 +1,38 @@
+"""Agent `cards`: fold normalized events into the per-voucher table; publish card summaries and joins."""
+from __future__ import annotations
+
+import logging
+
+from pydantic import ValidationError
+
+from app import metrics
+from app.agents.deadletter import dead_letter
+from app.logic import cards
+from app.main import activations_topic, app, card_updates_topic, cards_table, events_topic, project_tz
+from app.models import codec
+from app.models.records import CardState, DeadLetterReason, NormalizedEvent
+
+logger = logging.getLogger(__name__)
+
+
+@app.agent(events_topic, name="cards")
+async def process_cards(stream):
+    async for event in stream.events():  # (voucher_id, NormalizedEvent)
+        try:
+            ev = codec.load(NormalizedEvent, event.value)
+        except ValidationError as exc:
+            await dead_letter(event, DeadLetterReason(code="invalid_internal_record", detail=str(exc)[:300]))
+            continue
+        raw = cards_table.get(ev.voucher_id)
+        card = codec.load(CardState, raw) if raw is not None else None
+        new, out = cards.apply(card, ev, event.message.offset, project_tz)  # (CardState, CardOutputs)
+        for summary in out.summaries:  # re-key: voucher -> customer
+            await card_updates_topic.send(key=summary.customer_id.encode(), value=codec.dump(summary))
+        for joined in out.activations:
+            await activations_topic.send(key=joined.pending_points_id.encode(), value=codec.dump(joined))
+        if new is not card or (card is not None and event.message.offset <= card.last_offset):
+            # Written after the outputs are queued; a replay writes it again so the changelog surely has it.
+            cards_table[ev.voucher_id] = codec.dump(new)
+            metrics.count("card_changed")
+        else:
+            metrics.count("card_unchanged")

@@ -1,0 +1,31 @@
+"""Agent `customers`: fold card summaries into the per-customer table; publish `customer-point-state`."""
+from __future__ import annotations
+
+import logging
+
+from pydantic import ValidationError
+
+from app.agents.deadletter import dead_letter
+from app.logic import customers
+from app.main import app, card_updates_topic, customer_state_topic, customers_table
+from app.models import codec
+from app.models.records import CardSummary, CustomerState, DeadLetterReason
+
+logger = logging.getLogger(__name__)
+
+
+@app.agent(card_updates_topic, name="customers")
+async def process_customers(stream):
+    async for event in stream.events():  # (customer_id, CardSummary)
+        try:
+            summary = codec.load(CardSummary, event.value)
+        except ValidationError as exc:
+            await dead_letter(event, DeadLetterReason(code="invalid_internal_record", detail=str(exc)[:300]))
+            continue
+        raw = customers_table.get(summary.customer_id)
+        state = codec.load(CustomerState, raw) if raw is not None else None
+        new, record = customers.apply(state, summary, event.message.offset)  # (CustomerState, record | None)
+        if record is not None:
+            await customer_state_topic.send(key=summary.customer_id.encode(), value=codec.dump(record))
+        if new is not state or record is not None:
+            customers_table[summary.customer_id] = codec.dump(new)

@@ -1,0 +1,33 @@
+"""Agent `ingest`: validate raw webhook deliveries and re-key them by voucher (or dead-letter / skip them)."""
+from __future__ import annotations
+
+import logging
+
+from app import metrics
+from app.agents.deadletter import dead_letter
+from app.logic.decode import Accepted, Rejected, Skipped, decode
+from app.main import app, events_topic, settings, webhooks_topic
+from app.models import codec
+from app.models.records import DeadLetterReason
+
+logger = logging.getLogger(__name__)
+
+
+@app.agent(webhooks_topic, name="ingest")
+async def ingest(stream):
+    async for event in stream.events():  # raw delivery bytes
+        try:
+            outcome = decode(event.value, event.headers, max_bytes=settings.max_delivery_bytes)
+        except Exception as exc:  # decode is total; this guards the partition against a bug in it
+            logger.exception("decode failed")
+            outcome = Rejected(DeadLetterReason(code="internal_error", detail=repr(exc)[:300]))
+        if isinstance(outcome, Accepted):
+            ev = outcome.event  # NormalizedEvent
+            metrics.count("accepted", ev.step.value)
+            # Re-key by voucher: every event of one card is then processed in order by one worker.
+            await events_topic.send(key=ev.voucher_id.encode(), value=codec.dump(ev))
+        elif isinstance(outcome, Skipped):
+            metrics.count("skipped", outcome.event_type)
+            logger.debug("skipped unsupported event type %r", outcome.event_type)
+        else:
+            await dead_letter(event, outcome.reason)

@@ -1,0 +1,69 @@
+"""Produce webhook deliveries to `voucherify-webhooks`: the bundled samples by default, or given JSON files.
+
+    python -m app.feed [--bootstrap HOST:PORT] [FILE[:EVENT_TYPE] ...]
+
+A file is sent as a raw payload with its event type in the `event-type` header (taken from `:EVENT_TYPE`, or for
+the bundled samples from their names), or as-is if it is a v2024-01-01 envelope.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+
+import topics
+
+SAMPLES = Path(__file__).parent / "samples"
+SAMPLE_TYPES = {
+    "pending_points_added.json": "voucher.loyalty_card.pending_points.added",
+    "pending_points_activated.json": "voucher.loyalty_card.pending_points.activated",
+}
+
+
+def sample_deliveries() -> list[tuple[bytes, str]]:
+    """The documented example payloads, as (raw bytes, event type)."""
+    return [((SAMPLES / name).read_bytes(), etype) for name, etype in SAMPLE_TYPES.items()]
+
+
+def _key(body: bytes) -> bytes | None:
+    doc = json.loads(body)
+    data = doc.get("data", doc) if isinstance(doc, dict) else {}
+    pp = data.get("pending_points") or {}
+    vid = pp.get("voucher_id") or (data.get("voucher") or {}).get("id")
+    return vid.encode() if isinstance(vid, str) else None
+
+
+async def produce(bootstrap: str, deliveries: list[tuple[bytes, str | None]]) -> int:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_batch_size=1)
+    await producer.start()
+    try:
+        for body, etype in deliveries:
+            headers = [(topics.EVENT_TYPE_HEADER, etype.encode())] if etype else []
+            await producer.send_and_wait(topics.WEBHOOKS.name, body, key=_key(body), headers=headers)
+    finally:
+        await producer.stop()
+    return len(deliveries)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstrap", default=None, help="default: KAFKA_BOOTSTRAP_SERVERS")
+    parser.add_argument("files", nargs="*")
+    args = parser.parse_args(argv)
+    if args.bootstrap is None:
+        from app.settings import get_settings
+
+        args.bootstrap = get_settings().kafka_bootstrap_servers
+    deliveries: list[tuple[bytes, str | None]] = []
+    for spec in args.files:
+        path, _, etype = spec.partition(":")
+        deliveries.append((Path(path).read_bytes(), etype or SAMPLE_TYPES.get(Path(path).name)))
+    n = asyncio.run(produce(args.bootstrap, deliveries or sample_deliveries()))
+    print(f"sent {n} deliveries to {topics.WEBHOOKS.name} on {args.bootstrap}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Pure logic: no faust, no I/O, no clock."""

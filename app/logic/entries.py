@@ -1,0 +1,125 @@
+"""One pending entry: merge observations order-insensitively and derive status, points and the join."""
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from app.models.records import EntryState, EntryView, Observation, PendingPointsActivation, Status, Step
+
+_MIN = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+
+
+def observation_key(obs: Observation) -> tuple:
+    """Total order on observations: latest `updated_at`, then `created_at`, then event time, then content.
+
+    The content tie-break makes the choice deterministic when timestamps are equal or absent, so the merge
+    does not depend on arrival order.
+    """
+    return (
+        obs.updated_at or _MIN,
+        obs.created_at or _MIN,
+        obs.occurred_at or _MIN,
+        obs.model_dump_json(),
+    )
+
+
+def _newer(current: Observation | None, candidate: Observation) -> Observation:
+    if current is None or observation_key(candidate) > observation_key(current):
+        return candidate
+    return current
+
+
+def merge(entry: EntryState, step: Step, obs: Observation) -> EntryState:
+    """Fold one observation into the entry. Commutative, associative and idempotent."""
+    field = step.value
+    current = getattr(entry, field)
+    chosen = _newer(current, obs)
+    if chosen is current:
+        return entry
+    return entry.model_copy(update={field: chosen})
+
+
+def status(entry: EntryState) -> Status:
+    # ACTIVATED and CANCELED are final; Voucherify only activates or cancels PENDING entries, so both should
+    # never be seen. If they are, ACTIVATED wins, whatever order they arrived in.
+    if entry.activated is not None:
+        return Status.ACTIVATED
+    if entry.canceled is not None:
+        return Status.CANCELED
+    return Status.PENDING
+
+
+def _latest_pending(entry: EntryState) -> Observation | None:
+    if entry.added is None:
+        return entry.updated
+    if entry.updated is None:
+        return entry.added
+    return max(entry.added, entry.updated, key=observation_key)
+
+
+def _descriptor(entry: EntryState) -> Observation:
+    """The newest observation of any step: source of descriptive fields (order, campaign, activates_at)."""
+    seen = [o for o in (entry.added, entry.updated, entry.activated, entry.canceled) if o is not None]
+    return max(seen, key=observation_key)
+
+
+def points(entry: EntryState) -> int:
+    """The amount in the final event if there is one, else the newest added/updated amount."""
+    if entry.activated is not None:
+        return entry.activated.points
+    if entry.canceled is not None:
+        return entry.canceled.points
+    pending = _latest_pending(entry)
+    return pending.points if pending is not None else 0
+
+
+def activates_at(entry: EntryState) -> dt.date | None:
+    pending = _latest_pending(entry)
+    if pending is not None and pending.activates_at is not None:
+        return pending.activates_at
+    return _descriptor(entry).activates_at
+
+
+def view(entry: EntryState) -> EntryView:
+    d = _descriptor(entry)
+    first = entry.added or entry.updated or d
+    return EntryView(
+        id=entry.id,
+        status=status(entry),
+        points=points(entry),
+        activates_at=activates_at(entry),
+        order_id=d.order_id,
+        created_at=first.created_at or d.created_at,
+        updated_at=d.updated_at,
+        activated_at=entry.activated.activated_at if entry.activated else None,
+        canceled_at=(entry.canceled.updated_at or entry.canceled.occurred_at) if entry.canceled else None,
+    )
+
+
+def activation(entry: EntryState, voucher_id: str, tz: ZoneInfo) -> PendingPointsActivation | None:
+    """The join of the entry's added and activated events, once both are seen (in either order)."""
+    if entry.added is None or entry.activated is None:
+        return None
+    added, act = entry.added, entry.activated
+    added_at = added.created_at or added.occurred_at
+    activated_at = act.activated_at
+    due = act.activates_at or added.activates_at
+    early = None
+    if activated_at is not None and due is not None:
+        early = activated_at.astimezone(tz).date() < due
+    pending_seconds = None
+    if activated_at is not None and added_at is not None:
+        pending_seconds = (activated_at - added_at).total_seconds()
+    return PendingPointsActivation(
+        pending_points_id=entry.id,
+        voucher_id=voucher_id,
+        customer_id=act.customer_id,
+        campaign_id=act.campaign_id or added.campaign_id,
+        order_id=act.order_id or added.order_id,
+        points=act.points,
+        added_at=added_at,
+        activated_at=activated_at,
+        activates_at=due,
+        activated_early=early,
+        pending_seconds=pending_seconds,
+    )

@@ -1,0 +1,80 @@
+"""Create the faust.App from settings and declare its topology: topics (from the registry) and tables."""
+from __future__ import annotations
+
+import logging
+from zoneinfo import ZoneInfo
+
+import faust
+
+import topics
+from app.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> faust.App:
+    return faust.App(
+        settings.app_id,
+        broker=[f"kafka://{server}" for server in settings.bootstrap_servers],
+        store="rocksdb://",
+        datadir=str(settings.data_dir),
+        key_serializer="raw",
+        value_serializer="raw",
+        processing_guarantee="at_least_once",  # the embedded broker has no transactions
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_canonical_url=settings.advertised_url,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
+        broker_rebalance_timeout=settings.rebalance_timeout_s,
+        broker_commit_interval=settings.commit_interval_s,
+        # Faust counts this in bytes; 1 byte means one record per batch (see Settings).
+        producer_max_batch_size=1 if settings.kafka_single_record_batches else 16384,
+        # Dead letters carry the original bytes, which may be as large as anything the input topic accepted.
+        producer_max_request_size=max(settings.max_delivery_bytes * 2, 1024 * 1024),
+        consumer_auto_offset_reset="earliest",
+    )
+
+
+def _topic(app: faust.App, spec: topics.TopicSpec, partitions: int) -> faust.TopicT:
+    # Every topic is declared (created if absent) so it gets our partition count and cleanup policy,
+    # instead of whatever the broker's auto-creation would pick.
+    return app.topic(
+        spec.name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+        internal=True,
+        allow_empty=True,
+        config={"cleanup.policy": "compact"} if spec.compacted else None,
+    )
+
+
+settings = get_settings()
+app = create_app(settings)
+project_tz = ZoneInfo(settings.project_timezone)
+
+webhooks_topic = _topic(app, topics.WEBHOOKS, settings.partitions)
+dead_letter_topic = _topic(app, topics.DEAD_LETTERS, settings.partitions)
+events_topic = _topic(app, topics.EVENTS, settings.partitions)
+card_updates_topic = _topic(app, topics.CARD_UPDATES, settings.partitions)
+customer_state_topic = _topic(app, topics.CUSTOMER_POINT_STATE, settings.partitions)
+activations_topic = _topic(app, topics.ACTIVATIONS, settings.partitions)
+
+# Tables hold model JSON as raw bytes under raw UTF-8 keys: the Kafka key, the table key and the URL key are the
+# same bytes, which is what Faust's table_route needs to find the owning worker.
+# cards: voucher id -> CardState, co-partitioned with events_topic.
+cards_table = app.Table(
+    "cards", key_type=str, value_type=bytes,
+    partitions=settings.partitions,
+)
+# customers: customer id -> CustomerState, co-partitioned with card_updates_topic.
+customers_table = app.Table(
+    "customers", key_type=str, value_type=bytes,
+    partitions=settings.partitions,
+)

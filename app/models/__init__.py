@@ -1,0 +1,1 @@
+"""Pydantic models: inbound Voucherify webhooks (tolerant) and our own records (strict, versioned)."""

@@ -1,0 +1,223 @@
+"""Our own records: internal topic values, table values and output records. Strict and versioned.
+
+Shapes, by topic / table:
+- `pending-points-events` (key voucher id):        NormalizedEvent
+- table `cards` (key voucher id):                   CardState
+- `pending-points-card-updates` (key customer id):  CardSummary
+- table `customers` (key customer id):              CustomerState
+- `customer-point-state` (key customer id):         CustomerPointState
+- `pending-points-activations` (key entry id):      PendingPointsActivation
+- GET /vouchers/{id}:                               VoucherView
+"""
+from __future__ import annotations
+
+import datetime as dt
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Step(str, Enum):
+    ADDED = "added"
+    ACTIVATED = "activated"
+    CANCELED = "canceled"
+    UPDATED = "updated"
+
+
+class Status(str, Enum):
+    PENDING = "PENDING"
+    ACTIVATED = "ACTIVATED"
+    CANCELED = "CANCELED"
+
+
+class Observation(_Strict):
+    """What one delivery said about one pending entry."""
+
+    points: int
+    activates_at: dt.date | None = None
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+    order_id: str | None = None
+    campaign_id: str | None = None
+    customer_id: str
+    occurred_at: dt.datetime | None = None  # the event's own time (envelope), if known
+    activated_at: dt.datetime | None = None  # activated only: best known activation time
+
+
+class CardSnapshot(_Strict):
+    """Voucherify's card snapshot (`voucher.loyalty_card`) as reported by one delivery."""
+
+    points: int | None = None
+    balance: int | None = None
+    pending_points: int | None = None
+    as_of: dt.datetime | None = None  # voucher.updated_at
+    occurred_at: dt.datetime | None = None
+
+
+class NormalizedEvent(_Strict):
+    """A validated delivery, reduced to what the state needs; value of `pending-points-events`."""
+
+    v: Literal[1] = 1
+    step: Step
+    entry_id: str
+    voucher_id: str
+    customer_id: str
+    campaign_id: str | None = None
+    event_id: str | None = None
+    observation: Observation
+    card: CardSnapshot | None = None
+
+
+class EntryState(_Strict):
+    """One pending entry: per lifecycle step, the observation with the greatest ordering key.
+
+    Every derived fact (status, points, join) is computed from these four, so merging is commutative,
+    associative and idempotent: any permutation of deliveries, with duplicates, gives the same state.
+    """
+
+    id: str
+    added: Observation | None = None
+    updated: Observation | None = None
+    activated: Observation | None = None
+    canceled: Observation | None = None
+
+
+class Owner(_Strict):
+    customer_id: str
+    campaign_id: str | None = None
+    stamp: tuple[dt.datetime | None, dt.datetime | None, dt.datetime | None]
+
+
+class CardState(_Strict):
+    """Table `cards`: one loyalty card (voucher) and its pending entries."""
+
+    voucher_id: str
+    owner: Owner
+    snapshot: CardSnapshot | None = None
+    entries: dict[str, EntryState] = Field(default_factory=dict)
+    version: int = 0  # bumped on every change; orders CardSummary records downstream
+    last_offset: int = -1  # offset of the last `pending-points-events` record applied (replay detection)
+
+
+class NextActivation(_Strict):
+    date: dt.date
+    points: int
+
+
+class CardTotals(_Strict):
+    pending_points: int = 0
+    activated_points: int = 0
+    canceled_points: int = 0
+
+
+class CardView(_Strict):
+    """The card snapshot as Voucherify reported it in the newest delivery."""
+
+    points: int | None = None
+    balance: int | None = None
+    pending_points: int | None = None
+
+
+class VoucherPoints(_Strict):
+    voucher_id: str
+    campaign_id: str | None
+    pending_points: int
+    activated_points: int
+    canceled_points: int
+    next_activation: NextActivation | None
+    card: CardView | None
+
+
+class CardSummary(_Strict):
+    """Value of `pending-points-card-updates`: a card's totals, re-keyed to its owner customer."""
+
+    v: Literal[1] = 1
+    customer_id: str
+    voucher_id: str
+    version: int
+    removed: bool = False  # the card moved to another customer
+    points: VoucherPoints
+    updated_at: dt.datetime | None
+
+
+class CustomerState(_Strict):
+    """Table `customers`: the latest summary of each card the customer holds."""
+
+    customer_id: str
+    cards: dict[str, CardSummary] = Field(default_factory=dict)
+    last_offset: int = -1
+
+
+class CustomerPointState(_Strict):
+    """Value of `customer-point-state` and of GET /customers/{customer_id}."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    customer_id: str
+    pending_points: int
+    activated_points: int
+    canceled_points: int
+    next_activation: NextActivation | None
+    vouchers: dict[str, VoucherPoints]
+    updated_at: dt.datetime | None
+
+
+class PendingPointsActivation(_Strict):
+    """Value of `pending-points-activations`: an entry's added and activated events, joined."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    pending_points_id: str
+    voucher_id: str
+    customer_id: str
+    campaign_id: str | None
+    order_id: str | None
+    points: int
+    added_at: dt.datetime | None
+    activated_at: dt.datetime | None
+    activates_at: dt.date | None
+    activated_early: bool | None
+    pending_seconds: float | None
+
+
+class EntryView(_Strict):
+    id: str
+    status: Status
+    points: int
+    activates_at: dt.date | None
+    order_id: str | None
+    created_at: dt.datetime | None
+    updated_at: dt.datetime | None
+    activated_at: dt.datetime | None
+    canceled_at: dt.datetime | None
+
+
+class VoucherView(_Strict):
+    """GET /vouchers/{voucher_id}."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    voucher_id: str
+    customer_id: str
+    campaign_id: str | None
+    pending_points: int
+    activated_points: int
+    canceled_points: int
+    next_activation: NextActivation | None
+    card: CardView | None
+    entries: list[EntryView]
+    updated_at: dt.datetime | None
+
+
+class DeadLetterReason(_Strict):
+    """Why a delivery was dead-lettered (the `dlq-reason` header carries `code: detail`)."""
+
+    code: str
+    detail: str
+
+    def header(self) -> str:
+        return f"{self.code}: {self.detail}"[:1000]

@@ -1,0 +1,58 @@
+"""The one Settings object: every environment variable the service reads is declared here."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Service settings, read once from the environment (and an optional `.env`)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    # Broker
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated host:port list")
+    # One record per producer batch. Needed on the embedded broker (Tansu): it misreports end offsets
+    # after multi-record batches, which makes Faust changelog recovery drop records. Set false on Apache Kafka.
+    kafka_single_record_batches: bool = True
+
+    # Application
+    app_id: str = "pending-points"
+    partitions: int = Field(4, ge=1, description="Partitions of every topic this service creates")
+    replication_factor: int = Field(1, ge=1)
+    data_dir: Path = Path("./data")
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(6066, ge=1, le=65535)
+    # URL other workers use to reach this one's views (routing to the key's owner).
+    web_advertised_url: str | None = None
+    log_level: str = "info"
+
+    # Group membership; lower values make failover faster at the cost of false positives.
+    session_timeout_s: float = Field(30.0, gt=0)
+    heartbeat_interval_s: float = Field(3.0, gt=0)
+    rebalance_timeout_s: float = Field(30.0, gt=0)
+    commit_interval_s: float = Field(2.8, gt=0)
+
+    # Domain
+    # Voucherify activates pending points at 00:00 in the project's time zone; "early" is judged there.
+    project_timezone: str = "UTC"
+    max_delivery_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        return [s.strip() for s in self.kafka_bootstrap_servers.split(",") if s.strip()]
+
+    @property
+    def advertised_url(self) -> str:
+        if self.web_advertised_url:
+            return self.web_advertised_url.rstrip("/")
+        host = "127.0.0.1" if self.web_host in ("0.0.0.0", "::", "") else self.web_host
+        return f"http://{host}:{self.web_port}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

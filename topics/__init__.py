@@ -1,0 +1,72 @@
+"""The topic registry: every topic the service reads or writes, declared once. Importing has no side effects.
+
+Partition counts are not here: all topics the service creates take `Settings.partitions`, which keeps the
+voucher-keyed and customer-keyed topics co-partitioned with the tables fed from them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.models import records
+from app.models.webhooks import EVENT_TYPE_HEADER  # noqa: F401  (re-exported: part of the input contract)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    key: str  # what the record key is (raw UTF-8 bytes)
+    value: type | None  # model of the JSON value; None = raw bytes from outside
+    compacted: bool = False
+    internal: bool = False  # only this service reads it
+    doc: str = ""
+
+
+WEBHOOKS = TopicSpec(
+    "voucherify-webhooks",
+    key="any (the voucher id when we produce it)",
+    value=None,
+    doc="Voucherify webhook deliveries, as sent: v2024-01-01 envelope or raw data object (+ `event-type` header).",
+)
+DEAD_LETTERS = TopicSpec(
+    "voucherify-webhooks-dlq",
+    key="the original key",
+    value=None,
+    doc="Deliveries that could not be processed: original bytes and headers plus `dlq-*` headers.",
+)
+EVENTS = TopicSpec(
+    "pending-points-events",
+    key="voucher id",
+    value=records.NormalizedEvent,
+    internal=True,
+    doc="Validated deliveries re-keyed by voucher, so one card's events meet on one partition.",
+)
+CARD_UPDATES = TopicSpec(
+    "pending-points-card-updates",
+    key="customer id",
+    value=records.CardSummary,
+    internal=True,
+    doc="Card totals re-keyed from voucher to owner customer (a customer can hold several cards).",
+)
+CUSTOMER_POINT_STATE = TopicSpec(
+    "customer-point-state",
+    key="customer id",
+    value=records.CustomerPointState,
+    compacted=True,
+    doc="Per-customer point state, one record per change.",
+)
+ACTIVATIONS = TopicSpec(
+    "pending-points-activations",
+    key="pending points id (lopp_…)",
+    value=records.PendingPointsActivation,
+    compacted=True,
+    doc="Join of each entry's added and activated events, for time-to-activation analytics.",
+)
+
+ALL: tuple[TopicSpec, ...] = (WEBHOOKS, DEAD_LETTERS, EVENTS, CARD_UPDATES, CUSTOMER_POINT_STATE, ACTIVATIONS)
+
+# Dead-letter record headers (the original headers are kept as well).
+DLQ_REASON = "dlq-reason"  # "<code>: <detail>"
+DLQ_CODE = "dlq-code"
+DLQ_SOURCE_TOPIC = "dlq-source-topic"
+DLQ_SOURCE_PARTITION = "dlq-source-partition"
+DLQ_SOURCE_OFFSET = "dlq-source-offset"
