@@ -15,6 +15,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 import topics
+from app.settings import get_settings
 
 SAMPLES = Path(__file__).parent / "samples"
 SAMPLE_TYPES = {
@@ -36,13 +37,13 @@ def _key(body: bytes) -> bytes | None:
     return vid.encode() if isinstance(vid, str) else None
 
 
-async def produce(bootstrap: str, deliveries: list[tuple[bytes, str | None]]) -> int:
+async def produce(bootstrap: str, topic: str, deliveries: list[tuple[bytes, str | None]]) -> int:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_batch_size=1)
     await producer.start()
     try:
         for body, etype in deliveries:
             headers = [(topics.EVENT_TYPE_HEADER, etype.encode())] if etype else []
-            await producer.send_and_wait(topics.WEBHOOKS.name, body, key=_key(body), headers=headers)
+            await producer.send_and_wait(topic, body, key=_key(body), headers=headers)
     finally:
         await producer.stop()
     return len(deliveries)
@@ -53,16 +54,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bootstrap", default=None, help="default: KAFKA_BOOTSTRAP_SERVERS")
     parser.add_argument("files", nargs="*")
     args = parser.parse_args(argv)
-    if args.bootstrap is None:
-        from app.settings import get_settings
-
-        args.bootstrap = get_settings().kafka_bootstrap_servers
+    settings = get_settings()
+    bootstrap = args.bootstrap or settings.kafka_bootstrap_servers
+    topic = settings.topic_prefix + topics.WEBHOOKS.name
     deliveries: list[tuple[bytes, str | None]] = []
     for spec in args.files:
         path, _, etype = spec.partition(":")
         deliveries.append((Path(path).read_bytes(), etype or SAMPLE_TYPES.get(Path(path).name)))
-    n = asyncio.run(produce(args.bootstrap, deliveries or sample_deliveries()))
-    print(f"sent {n} deliveries to {topics.WEBHOOKS.name} on {args.bootstrap}")
+    n = asyncio.run(produce(bootstrap, topic, deliveries or sample_deliveries()))
+    print(f"sent {n} deliveries to {topic} on {bootstrap}")
 
 
 if __name__ == "__main__":

@@ -39,16 +39,16 @@ def create_app(settings: Settings) -> faust.App:
     )
 
 
-def _topic(app: faust.App, spec: topics.TopicSpec, partitions: int) -> faust.TopicT:
+def _topic(app: faust.App, settings: Settings, spec: topics.TopicSpec) -> faust.TopicT:
     # Every topic is declared (created if absent) so it gets our partition count and cleanup policy,
     # instead of whatever the broker's auto-creation would pick.
     return app.topic(
-        spec.name,
+        settings.topic_prefix + spec.name,
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",
         value_serializer="raw",
-        partitions=partitions,
+        partitions=settings.partitions,
         internal=True,
         allow_empty=True,
         config={"cleanup.policy": "compact"} if spec.compacted else None,
@@ -59,12 +59,12 @@ settings = get_settings()
 app = create_app(settings)
 project_tz = ZoneInfo(settings.project_timezone)
 
-webhooks_topic = _topic(app, topics.WEBHOOKS, settings.partitions)
-dead_letter_topic = _topic(app, topics.DEAD_LETTERS, settings.partitions)
-events_topic = _topic(app, topics.EVENTS, settings.partitions)
-card_updates_topic = _topic(app, topics.CARD_UPDATES, settings.partitions)
-customer_state_topic = _topic(app, topics.CUSTOMER_POINT_STATE, settings.partitions)
-activations_topic = _topic(app, topics.ACTIVATIONS, settings.partitions)
+webhooks_topic = _topic(app, settings, topics.WEBHOOKS)
+dead_letter_topic = _topic(app, settings, topics.DEAD_LETTERS)
+events_topic = _topic(app, settings, topics.EVENTS)
+card_updates_topic = _topic(app, settings, topics.CARD_UPDATES)
+customer_state_topic = _topic(app, settings, topics.CUSTOMER_POINT_STATE)
+activations_topic = _topic(app, settings, topics.ACTIVATIONS)
 
 # Tables hold model JSON as raw bytes under raw UTF-8 keys: the Kafka key, the table key and the URL key are the
 # same bytes, which is what Faust's table_route needs to find the owning worker.

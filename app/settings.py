@@ -21,6 +21,8 @@ class Settings(BaseSettings):
 
     # Application
     app_id: str = "pending-points"
+    # Prepended to every topic name (for several deployments, or test runs, on one shared cluster).
+    topic_prefix: str = ""
     partitions: int = Field(4, ge=1, description="Partitions of every topic this service creates")
     replication_factor: int = Field(1, ge=1)
     data_dir: Path = Path("./data")

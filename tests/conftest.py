@@ -1,0 +1,55 @@
+"""Session fixtures: the broker (external, Docker Kafka or embedded Tansu) and worker process factories."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.brokers import Broker, session_broker
+from tests.support.workers import Worker
+
+SAMPLES = Path(__file__).resolve().parent.parent / "app" / "samples"
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="pending-points-tests-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def broker(artifacts_dir: Path) -> Iterator[Broker]:
+    with session_broker(artifacts_dir) as b:
+        yield b
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A fresh topic namespace per test, so tests sharing one broker never see each other's records."""
+    return f"t{uuid.uuid4().hex[:8]}-"
+
+
+@pytest.fixture
+def worker_factory(broker: Broker, tmp_path: Path, topic_prefix: str) -> Iterator:
+    """`worker_factory(**env)` starts a worker process for this test; every one is stopped at teardown."""
+    started: list[Worker] = []
+
+    def make(name: str | None = None, **env: str) -> Worker:
+        name = name or f"w{len(started)}"
+        w = Worker(
+            bootstrap=broker.bootstrap,
+            data_dir=tmp_path / f"{name}-data",
+            log_path=tmp_path / f"{name}.log",
+            env={"TOPIC_PREFIX": topic_prefix, "APP_ID": f"pp-{topic_prefix.rstrip('-')}", **env},
+        )
+        started.append(w)
+        return w.start()
+
+    yield make
+    for w in started:
+        w.stop()

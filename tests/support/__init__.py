@@ -1,0 +1,1 @@
+"""Test helpers: brokers, worker processes, Kafka I/O and the scenario generator with its reference model."""

@@ -1,0 +1,44 @@
+"""A broker-free driver of the same pure logic the agents run: decode -> cards.apply -> customers.apply."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+
+from app.logic import cards, customers
+from app.logic.decode import Accepted, Rejected, decode
+from app.models import codec
+from app.models.records import CardState, CustomerState
+
+
+@dataclass
+class Driver:
+    max_bytes: int = 1 << 20
+    tz: dt.tzinfo = dt.timezone.utc
+    cards: dict[str, CardState] = field(default_factory=dict)
+    customers: dict[str, CustomerState] = field(default_factory=dict)
+    customer_records: dict[str, dict] = field(default_factory=dict)  # latest per key, as published
+    activations: dict[str, dict] = field(default_factory=dict)
+    published: int = 0
+    dead_letters: int = 0
+    _offset: int = 0
+
+    def feed(self, value: bytes | None, headers: dict[str, bytes]) -> None:
+        outcome = decode(value, headers, max_bytes=self.max_bytes)
+        if isinstance(outcome, Rejected):
+            self.dead_letters += 1
+        if not isinstance(outcome, Accepted):
+            return
+        ev = outcome.event
+        self._offset += 1
+        card, out = cards.apply(self.cards.get(ev.voucher_id), ev, self._offset, self.tz)
+        self.cards[ev.voucher_id] = card
+        for a in out.activations:
+            self.activations[a.pending_points_id] = json.loads(codec.dump(a))
+        for summary in out.summaries:
+            self._offset += 1
+            state, record = customers.apply(self.customers.get(summary.customer_id), summary, self._offset)
+            self.customers[summary.customer_id] = state
+            if record is not None:
+                self.published += 1
+                self.customer_records[summary.customer_id] = json.loads(codec.dump(record))

@@ -1,0 +1,88 @@
+"""Produce and read records with aiokafka, synchronously, waiting on conditions with deadlines."""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+
+@dataclass(frozen=True)
+class Record:
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, bytes]
+    partition: int
+    offset: int
+
+
+Outgoing = tuple[bytes | None, bytes | None, Sequence[tuple[str, bytes]]]
+
+
+def produce(bootstrap: str, topic: str, records: Sequence[Outgoing]) -> None:
+    async def run() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_request_size=8 * 1024 * 1024)
+        await producer.start()
+        try:
+            futures = [
+                await producer.send(topic, value, key=key, headers=list(headers)) for key, value, headers in records
+            ]
+            await producer.flush()
+            for f in futures:
+                await f
+        finally:
+            await producer.stop()
+
+    asyncio.run(run())
+
+
+def read_until(
+    bootstrap: str,
+    topic: str,
+    done: Callable[[list[Record]], bool],
+    *,
+    timeout: float,
+    settle: float = 0.0,
+) -> list[Record]:
+    """Read `topic` from the beginning until `done(records)` holds (then `settle` s more), or the deadline.
+
+    Does not rely on end offsets (the embedded broker misreports them). Returns what was read either way;
+    the caller asserts on it.
+    """
+
+    async def run() -> list[Record]:
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+            enable_auto_commit=False, max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
+        await consumer.start()
+        out: list[Record] = []
+        deadline = time.monotonic() + timeout
+        settled_at: float | None = None
+        try:
+            while time.monotonic() < deadline:
+                batch = await consumer.getmany(timeout_ms=200)
+                for msgs in batch.values():
+                    out += [
+                        Record(m.key, m.value, {k: v for k, v in (m.headers or [])}, m.partition, m.offset)
+                        for m in msgs
+                    ]
+                if settled_at is None and done(out):
+                    settled_at = time.monotonic()
+                if settled_at is not None and time.monotonic() - settled_at >= settle:
+                    break
+        finally:
+            await consumer.stop()
+        return out
+
+    return asyncio.run(run())
+
+
+def latest_by_key(records: list[Record]) -> dict[bytes, Record]:
+    """The compacted view: the last record per key."""
+    latest: dict[bytes, Record] = {}
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        latest[r.key] = r
+    return latest

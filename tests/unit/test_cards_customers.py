@@ -1,0 +1,73 @@
+"""Card and customer folding: what gets published, replays after a crash, cards changing hands."""
+from __future__ import annotations
+
+import datetime as dt
+
+from app.logic import cards, customers
+from app.models.records import CardSnapshot, NormalizedEvent, Observation, Step
+
+UTC = dt.timezone.utc
+T = dt.datetime(2025, 3, 1, tzinfo=UTC)
+
+
+def event(step, entry="lopp_1", points=10, customer="c1", at=T, voucher="v1"):
+    return NormalizedEvent(
+        step=step, entry_id=entry, voucher_id=voucher, customer_id=customer, campaign_id="camp",
+        observation=Observation(points=points, activates_at=dt.date(2025, 3, 5), created_at=T,
+                                updated_at=None if step is Step.ADDED else at, customer_id=customer,
+                                activated_at=at if step is Step.ACTIVATED else None),
+        card=CardSnapshot(points=1, balance=2, pending_points=3, as_of=at),
+    )
+
+
+def test_apply__first_event_publishes_a_summary_and_a_duplicate_publishes_nothing():
+    card, out = cards.apply(None, event(Step.ADDED), 0, UTC)
+    assert [s.points.pending_points for s in out.summaries] == [10] and not out.activations
+    again, out = cards.apply(card, event(Step.ADDED), 1, UTC)
+    assert again is card and not out.summaries and not out.activations
+
+
+def test_apply__join_is_published_once_whichever_side_comes_first():
+    for first, second in ((Step.ADDED, Step.ACTIVATED), (Step.ACTIVATED, Step.ADDED)):
+        card, out1 = cards.apply(None, event(first, at=T + dt.timedelta(days=4)), 0, UTC)
+        card, out2 = cards.apply(card, event(second, at=T + dt.timedelta(days=4)), 1, UTC)
+        card, out3 = cards.apply(card, event(second, at=T + dt.timedelta(days=4)), 2, UTC)
+        assert (len(out1.activations), len(out2.activations), len(out3.activations)) == (0, 1, 0)
+        assert out2.activations[0].activated_early is False  # due 2025-03-05, activated that day
+
+
+def test_apply__replayed_offset_republishes_current_outputs_without_changing_state():
+    card, _ = cards.apply(None, event(Step.ADDED), 5, UTC)
+    card, out = cards.apply(card, event(Step.ACTIVATED, at=T + dt.timedelta(days=1)), 6, UTC)
+    replayed, again = cards.apply(card, event(Step.ACTIVATED, at=T + dt.timedelta(days=1)), 6, UTC)
+    assert replayed is card
+    assert again.summaries == [cards.summary(card)] and again.activations == out.activations
+
+
+def test_apply__a_card_changing_hands_is_removed_from_the_old_owner():
+    card, _ = cards.apply(None, event(Step.ADDED, customer="c1", at=T), 0, UTC)
+    card, out = cards.apply(card, event(Step.ADDED, entry="lopp_2", customer="c2", at=T + dt.timedelta(1)), 1, UTC)
+    assert [(s.customer_id, s.removed) for s in out.summaries] == [("c1", True), ("c2", False)]
+    c1, rec = customers.apply(None, cards.summary(cards.apply(None, event(Step.ADDED), 0, UTC)[0]), 0)
+    c1, rec = customers.apply(c1, out.summaries[0], 1)
+    assert rec is not None and rec.vouchers == {} and rec.pending_points == 0
+
+
+def test_customers__stale_or_duplicate_summaries_change_nothing():
+    card1, _ = cards.apply(None, event(Step.ADDED), 0, UTC)
+    card2, _ = cards.apply(card1, event(Step.UPDATED, points=3, at=T + dt.timedelta(hours=1)), 1, UTC)
+    state, rec = customers.apply(None, cards.summary(card2), 10)
+    assert rec.pending_points == 3
+    same, none = customers.apply(state, cards.summary(card1), 11)  # older version arrives late
+    assert none is None and customers.record(same).pending_points == 3
+    _, none = customers.apply(state, cards.summary(card2), 12)
+    assert none is None
+
+
+def test_customers__sums_and_next_activation_span_all_cards():
+    a, _ = cards.apply(None, event(Step.ADDED, voucher="v1", points=4), 0, UTC)
+    b, _ = cards.apply(None, event(Step.ADDED, voucher="v2", points=6, entry="lopp_2"), 0, UTC)
+    state, _ = customers.apply(None, cards.summary(a), 0)
+    state, rec = customers.apply(state, cards.summary(b), 1)
+    assert rec.pending_points == 10 and set(rec.vouchers) == {"v1", "v2"}
+    assert (rec.next_activation.date, rec.next_activation.points) == (dt.date(2025, 3, 5), 10)
