@@ -266,7 +266,8 @@ def malformed_deliveries(entries: list[Entry], rnd: random.Random) -> list[Deliv
         (json.dumps({"type": added, "data": {"pending_points": "oops"}}).encode(), []),
         (json.dumps(event_data(victim, base_event, "example")).encode(), [("event-type", b"\xff\xfe")]),
     ]
-    return [Delivery(rnd.choice((None, b"k")), v, h, "malformed") for v, h in bad]
+    # A record needs a key or a value: the tombstone gets a key.
+    return [Delivery(b"k" if v is None else rnd.choice((None, b"k")), v, h, "malformed") for v, h in bad]
 
 
 _DROP = object()

@@ -1,0 +1,96 @@
+"""End to end on a real broker: deliveries in, customer-point-state / activations / DLQ / views out."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import topics
+from tests.support import kafka, scenario
+
+pytestmark = pytest.mark.integration
+
+CUSTOMER = "cust_IdgAFZxYwwHctOk9pPuMu308"
+
+
+def _customer_records(records):
+    return {r.key.decode(): json.loads(r.value) for r in kafka.latest_by_key(records).values()}
+
+
+def test_documented_examples__answer_over_http_and_on_the_state_topic(broker, worker_factory, topic_prefix):
+    from app.feed import sample_deliveries
+
+    w = worker_factory().wait_ready()
+    # Given the two documented example payloads, as raw payloads with their type in the header
+    kafka.produce(broker.bootstrap, topic_prefix + topics.WEBHOOKS.name,
+                  [(None, body, [("event-type", etype.encode())]) for body, etype in sample_deliveries()])
+    # When the worker has published the customer's state
+    records = kafka.read_until(
+        broker.bootstrap, topic_prefix + topics.CUSTOMER_POINT_STATE.name,
+        lambda rs: _customer_records(rs).get(CUSTOMER, {}).get("activated_points") == 5, timeout=60,
+    )
+    # Then the record and the view agree: 1 point pending (added example), 5 activated (activated example)
+    record = _customer_records(records)[CUSTOMER]
+    assert (record["pending_points"], record["activated_points"], record["canceled_points"]) == (1, 5, 0)
+    assert record["next_activation"] == {"date": "2025-01-28", "points": 1}
+    status, body = w.get(f"/customers/{CUSTOMER}")
+    assert status == 200 and body == record
+    status, card = w.get("/vouchers/v_hjQhSsitD6lAATASbRV1Ef7dUCjpy0iw")
+    assert status == 200
+    assert {e["id"]: e["status"] for e in card["entries"]} == {
+        "lopp_100cc4fac41469454d": "PENDING", "lopp_100e0e48afc99da421": "ACTIVATED"}
+    status, body = w.get("/customers/cust_nobody")
+    assert status == 404 and body["error"] == "not_found"
+    assert w.get("/vouchers/v_nothing")[0] == 404
+
+
+def test_scenario__final_state_views_activations_and_dead_letters_are_exact(broker, worker_factory, topic_prefix):
+    sc = scenario.build(seed=11)
+    expected = scenario.expected_customers(sc)
+    w = worker_factory(MAX_DELIVERY_BYTES="65536").wait_ready()
+    # Given hundreds of entries' deliveries: duplicated, shuffled, mixed forms, malformed and foreign ones
+    kafka.produce(broker.bootstrap, topic_prefix + topics.WEBHOOKS.name,
+                  [(d.key, d.value, d.headers) for d in sc.deliveries])
+
+    # Then the compacted view of customer-point-state equals the reference model
+    def settled(rs):
+        got = _customer_records(rs)
+        return len(got) == len(expected) and all(
+            scenario.normalize_customer(got[c]) == expected[c] for c in expected)
+
+    records = kafka.read_until(broker.bootstrap, topic_prefix + topics.CUSTOMER_POINT_STATE.name, settled,
+                               timeout=180)
+    got = {c: scenario.normalize_customer(r) for c, r in _customer_records(records).items()}
+    assert got == expected, w.log_tail()
+
+    # And every customer's view answers the same record
+    for customer, record in _customer_records(records).items():
+        assert w.get(f"/customers/{customer}") == (200, record)
+    # And a card's view lists its entries with their final status and points
+    entry = sc.entries[1]
+    status, card = w.get(f"/vouchers/{entry.voucher_id}")
+    assert status == 200
+    listed = {e["id"]: (e["status"], e["points"]) for e in card["entries"]}
+    assert listed == {e.id: (e.status, e.points) for e in sc.entries if e.voucher_id == entry.voucher_id}
+
+    # And the added/activated join holds one record per activated entry
+    want = scenario.expected_activations(sc)
+    acts = kafka.read_until(broker.bootstrap, topic_prefix + topics.ACTIVATIONS.name,
+                            lambda rs: len(kafka.latest_by_key(rs)) >= len(want), timeout=60)
+    joined = {k.decode(): json.loads(r.value) for k, r in kafka.latest_by_key(acts).items()}
+    assert {k: {f: v[f] for f in next(iter(want.values()))} for k, v in joined.items()} == want
+
+    # And exactly the malformed deliveries were dead-lettered, bytes untouched, with reason and coordinates
+    dlq = kafka.read_until(broker.bootstrap, topic_prefix + topics.DEAD_LETTERS.name,
+                           lambda rs: len(rs) >= sc.malformed_count, timeout=60, settle=2)
+    assert len(dlq) == sc.malformed_count
+    sent = sorted((d.value or b"") for d in sc.deliveries if d.kind == "malformed")
+    assert sorted((r.value or b"") for r in dlq) == sent
+    for r in dlq:
+        assert r.headers[topics.DLQ_REASON] and r.headers[topics.DLQ_SOURCE_TOPIC].decode().endswith(
+            topics.WEBHOOKS.name)
+        int(r.headers[topics.DLQ_SOURCE_PARTITION]), int(r.headers[topics.DLQ_SOURCE_OFFSET])
+
+    # And the worker counted the skipped foreign event types
+    status, stats = w.get("/stats")
+    assert sum(stats.get("skipped", {}).values()) == sum(d.kind == "skipped" for d in sc.deliveries)
