@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from app.main import app
 from app.agents import cards, customers, ingest  # noqa: F401  (registers agents)
-from app.views import customers as customer_views, routing, stats, vouchers  # noqa: F401  (registers views)
+from app.views import customers as customer_views, stats, vouchers  # noqa: F401  (registers views)
 
 
 def main() -> None:

@@ -32,10 +32,11 @@ class Settings(BaseSettings):
     web_advertised_url: str | None = None
     log_level: str = "info"
 
-    # Group membership; lower values make failover faster at the cost of false positives.
-    session_timeout_s: float = Field(30.0, gt=0)
-    heartbeat_interval_s: float = Field(3.0, gt=0)
-    rebalance_timeout_s: float = Field(30.0, gt=0)
+    # Group membership. The embedded broker holds a join for about half the session timeout, and a dead
+    # member keeps its partitions that long: lower is faster failover, higher tolerates longer pauses.
+    session_timeout_s: float = Field(10.0, gt=0)
+    heartbeat_interval_s: float = Field(2.0, gt=0)
+    rebalance_timeout_s: float = Field(20.0, gt=0)
     commit_interval_s: float = Field(2.8, gt=0)
 
     # Domain

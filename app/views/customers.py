@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from app.logic import customers
+from app.views.routing import owner_routed
 from app.main import app, customers_table
 from app.models import codec
 from app.models.records import CustomerState
 
 
 @app.page("/customers/{customer_id}")
-@app.table_route(table=customers_table, match_info="customer_id")
+@owner_routed(customers_table, match_info="customer_id")
 async def get_customer(web, request, customer_id: str):
     raw = customers_table.get(customer_id)
     if raw is None:

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from app.logic import cards
+from app.views.routing import owner_routed
 from app.main import app, cards_table
 from app.models import codec
 from app.models.records import CardState
 
 
 @app.page("/vouchers/{voucher_id}")
-@app.table_route(table=cards_table, match_info="voucher_id")
+@owner_routed(cards_table, match_info="voucher_id")
 async def get_voucher(web, request, voucher_id: str):
     raw = cards_table.get(voucher_id)
     if raw is None:
