@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from app.logic import cards, customers
 from app.logic.decode import Accepted, Rejected, decode
 from app.models import codec
-from app.models.records import CardState, CustomerState
+from app.models.records import CardState, CustomerState, NormalizedEvent
 
 
 @dataclass
@@ -27,9 +27,10 @@ class Driver:
         outcome = decode(value, headers, max_bytes=self.max_bytes)
         if isinstance(outcome, Rejected):
             self.dead_letters += 1
-        if not isinstance(outcome, Accepted):
-            return
-        ev = outcome.event
+        if isinstance(outcome, Accepted):
+            self.feed_event(outcome.event)
+
+    def feed_event(self, ev: NormalizedEvent) -> None:
         self._offset += 1
         card, out = cards.apply(self.cards.get(ev.voucher_id), ev, self._offset, self.tz)
         self.cards[ev.voucher_id] = card
