@@ -7,12 +7,20 @@ from zoneinfo import ZoneInfo
 import faust
 
 import topics
+from app import end_offsets
 from app.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
 
+def kafka_client_kwargs(settings: Settings) -> dict:
+    """Connection settings for the plain aiokafka clients the service creates itself."""
+    return {"bootstrap_servers": settings.bootstrap_servers}
+
+
 def create_app(settings: Settings) -> faust.App:
+    if settings.kafka_verify_end_offsets:
+        end_offsets.install(lambda: kafka_client_kwargs(settings))
     return faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers],
@@ -33,6 +41,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_commit_interval=settings.commit_interval_s,
         # Faust counts this in bytes; 1 byte means one record per batch (see Settings).
         producer_max_batch_size=1 if settings.kafka_single_record_batches else 16384,
+        producer_linger=settings.kafka_producer_linger_ms / 1000.0,
         # Dead letters carry the original bytes, which may be as large as anything the input topic accepted.
         producer_max_request_size=max(settings.max_delivery_bytes * 2, 1024 * 1024),
         consumer_auto_offset_reset="earliest",

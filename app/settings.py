@@ -18,6 +18,10 @@ class Settings(BaseSettings):
     # One record per producer batch. Needed on the embedded broker (Tansu): it misreports end offsets
     # after multi-record batches, which makes Faust changelog recovery drop records. Set false on Apache Kafka.
     kafka_single_record_batches: bool = True
+    # How long the producer waits to fill a batch (ms). Larger batches are faster on Apache Kafka.
+    kafka_producer_linger_ms: float = Field(0.0, ge=0)
+    # Before changelog recovery, read past each reported end offset to find the true one (see app/end_offsets.py).
+    kafka_verify_end_offsets: bool = True
 
     # Application
     app_id: str = "pending-points"

@@ -5,7 +5,9 @@ Wraps Faust's `app.table_route`, adding two things it lacks:
   from an earlier full refresh never joins that set. A later refresh forgets it, and Faust's router then fails
   with "'NoneType' object is not iterable" (seen on the embedded broker). We re-request the changelog topic's
   metadata before routing.
-- While partitions are being assigned, or the owning worker is down, the caller gets a 503 with a reason.
+- While partitions are being assigned or tables recovered, the caller gets a 503 with a reason. Faust itself
+  would answer from the half-restored local table (a 404 for a key not restored yet): short state served as truth.
+- If the owning worker does not answer, 503 too.
 """
 from __future__ import annotations
 
@@ -31,12 +33,19 @@ async def _ensure_metadata(topic: str) -> None:
             raise ServiceUnavailable(f"no partition metadata for {topic} yet: {exc!r}") from exc
 
 
+def tables_ready() -> bool:
+    """True once this worker's assigned partitions are recovered and no rebalance is under way."""
+    return not app.rebalancing and app.tables.recovery.completed.is_set()
+
+
 def owner_routed(table: faust.TableT, match_info: str):
     def decorator(fun):
         routed = app.table_route(table=table, match_info=match_info)(fun)
 
         @wraps(fun)
         async def view(self, request, *args, **kwargs):
+            if not tables_ready():
+                raise ServiceUnavailable("rebalancing or recovering table state; retry shortly")
             await _ensure_metadata(table.changelog_topic.get_topic_name())
             try:
                 return await routed(self, request, *args, **kwargs)

@@ -1,0 +1,51 @@
+"""Shared steps of the integration tests: feed a scenario, wait for the exact expected state."""
+from __future__ import annotations
+
+import json
+
+import topics
+from tests.support import kafka, scenario
+
+
+def customer_records(records) -> dict[str, dict]:
+    return {r.key.decode(): json.loads(r.value) for r in kafka.latest_by_key(records).values()}
+
+
+def feed(bootstrap: str, prefix: str, deliveries) -> None:
+    kafka.produce(bootstrap, prefix + topics.WEBHOOKS.name, [(d.key, d.value, d.headers) for d in deliveries])
+
+
+def wait_for_state(bootstrap: str, prefix: str, expected: dict[str, dict], timeout: float) -> dict[str, dict]:
+    """Read customer-point-state until its compacted view equals `expected` (or the deadline); return the view."""
+
+    def settled(rs):
+        got = customer_records(rs)
+        return len(got) == len(expected) and all(
+            scenario.normalize_customer(got[c]) == expected[c] for c in expected)
+
+    records = kafka.read_until(bootstrap, prefix + topics.CUSTOMER_POINT_STATE.name, settled, timeout=timeout)
+    return customer_records(records)
+
+
+def views_mismatches(worker, expected: dict[str, dict]) -> list[str]:
+    """Customers whose view differs from the expectation (empty when all match)."""
+    bad = []
+    for customer, want in expected.items():
+        status, body = worker.get(f"/customers/{customer}")
+        if status != 200 or scenario.normalize_customer(body) != want:
+            bad.append(f"{customer}: {status} {str(body)[:200]}")
+    return bad
+
+
+def voucher_mismatches(worker, sc) -> list[str]:
+    """Cards whose view differs from the truth (entry statuses and points)."""
+    cards: dict[str, dict[str, tuple[str, int]]] = {}
+    for e in sc.entries:
+        cards.setdefault(e.voucher_id, {})[e.id] = (e.status, e.points)
+    bad = []
+    for voucher, want in cards.items():
+        status, body = worker.get(f"/vouchers/{voucher}")
+        got = {x["id"]: (x["status"], x["points"]) for x in body["entries"]} if status == 200 else None
+        if got != want:
+            bad.append(f"{voucher}: {status}")
+    return bad
