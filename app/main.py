@@ -39,8 +39,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=settings.heartbeat_interval_s,
         broker_rebalance_timeout=settings.rebalance_timeout_s,
         broker_commit_interval=settings.commit_interval_s,
-        # Faust counts this in bytes; 1 byte means one record per batch (see Settings).
-        producer_max_batch_size=1 if settings.kafka_single_record_batches else 16384,
+        table_standby_replicas=settings.table_standby_replicas,
         producer_linger=settings.kafka_producer_linger_ms / 1000.0,
         # Dead letters carry the original bytes, which may be as large as anything the input topic accepted.
         producer_max_request_size=max(settings.max_delivery_bytes * 2, 1024 * 1024),
@@ -75,15 +74,12 @@ card_updates_topic = _topic(app, settings, topics.CARD_UPDATES)
 customer_state_topic = _topic(app, settings, topics.CUSTOMER_POINT_STATE)
 activations_topic = _topic(app, settings, topics.ACTIVATIONS)
 
-# Tables hold model JSON as raw bytes under raw UTF-8 keys: the Kafka key, the table key and the URL key are the
-# same bytes, which is what Faust's table_route needs to find the owning worker.
-# cards: voucher id -> CardState, co-partitioned with events_topic.
-cards_table = app.Table(
-    "cards", key_type=str, value_type=bytes,
-    partitions=settings.partitions,
-)
-# customers: customer id -> CustomerState, co-partitioned with card_updates_topic.
-customers_table = app.Table(
-    "customers", key_type=str, value_type=bytes,
-    partitions=settings.partitions,
-)
+# Tables hold model JSON under raw UTF-8 keys. The Kafka key, the table's changelog key and the URL key must be
+# the same bytes: Faust's table_route hashes the table's serialized key to find the owner, while the data
+# sits in the partition of the record that wrote it. Without this schema Faust JSON-encodes table keys
+# ('"cust_1"'), and about half of all view requests went to a worker that did not hold the key. A Table picks its
+# key serializer from key_type alone (bytes -> raw, anything else -> json), so keys are bytes: ids encoded as UTF-8.
+# cards: voucher id (bytes) -> CardState JSON, co-partitioned with events_topic.
+cards_table = app.Table("cards", key_type=bytes, value_type=bytes, partitions=settings.partitions)
+# customers: customer id (bytes) -> CustomerState JSON, co-partitioned with card_updates_topic.
+customers_table = app.Table("customers", key_type=bytes, value_type=bytes, partitions=settings.partitions)

@@ -23,7 +23,8 @@ async def process_cards(stream):
         except ValidationError as exc:
             await dead_letter(event, DeadLetterReason(code="invalid_internal_record", detail=str(exc)[:300]))
             continue
-        raw = cards_table.get(ev.voucher_id)
+        key = ev.voucher_id.encode()
+        raw = cards_table.get(key)
         card = codec.load(CardState, raw) if raw is not None else None
         new, out = cards.apply(card, ev, event.message.offset, project_tz)  # (CardState, CardOutputs)
         for summary in out.summaries:  # re-key: voucher -> customer
@@ -32,7 +33,7 @@ async def process_cards(stream):
             await activations_topic.send(key=joined.pending_points_id.encode(), value=codec.dump(joined))
         if new is not card or (card is not None and event.message.offset <= card.last_offset):
             # Written after the outputs are queued; a replay writes it again so the changelog surely has it.
-            cards_table[ev.voucher_id] = codec.dump(new)
+            cards_table[key] = codec.dump(new)
             metrics.count("card_changed")
         else:
             metrics.count("card_unchanged")

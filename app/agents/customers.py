@@ -22,10 +22,11 @@ async def process_customers(stream):
         except ValidationError as exc:
             await dead_letter(event, DeadLetterReason(code="invalid_internal_record", detail=str(exc)[:300]))
             continue
-        raw = customers_table.get(summary.customer_id)
+        key = summary.customer_id.encode()
+        raw = customers_table.get(key)
         state = codec.load(CustomerState, raw) if raw is not None else None
         new, record = customers.apply(state, summary, event.message.offset)  # (CustomerState, record | None)
         if record is not None:
-            await customer_state_topic.send(key=summary.customer_id.encode(), value=codec.dump(record))
+            await customer_state_topic.send(key=key, value=codec.dump(record))
         if new is not state or record is not None:
-            customers_table[summary.customer_id] = codec.dump(new)
+            customers_table[key] = codec.dump(new)

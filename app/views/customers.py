@@ -11,7 +11,7 @@ from app.models.records import CustomerState
 @app.page("/customers/{customer_id}")
 @owner_routed(customers_table, match_info="customer_id")
 async def get_customer(web, request, customer_id: str):
-    raw = customers_table.get(customer_id)
+    raw = customers_table.get(customer_id.encode())
     if raw is None:
         return web.json({"error": "not_found", "detail": f"unknown customer {customer_id!r}"}, status=404)
     record = customers.record(codec.load(CustomerState, raw))

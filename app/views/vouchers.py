@@ -11,7 +11,7 @@ from app.models.records import CardState
 @app.page("/vouchers/{voucher_id}")
 @owner_routed(cards_table, match_info="voucher_id")
 async def get_voucher(web, request, voucher_id: str):
-    raw = cards_table.get(voucher_id)
+    raw = cards_table.get(voucher_id.encode())
     if raw is None:
         return web.json({"error": "not_found", "detail": f"unknown voucher {voucher_id!r}"}, status=404)
     return web.bytes(codec.dump(cards.view(codec.load(CardState, raw))), content_type="application/json")
