@@ -38,7 +38,7 @@ def _key(body: bytes) -> bytes | None:
 
 
 async def produce(bootstrap: str, topic: str, deliveries: list[tuple[bytes, str | None]]) -> int:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_batch_size=1)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
     try:
         for body, etype in deliveries:

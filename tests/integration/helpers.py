@@ -49,3 +49,29 @@ def voucher_mismatches(worker, sc) -> list[str]:
         if got != want:
             bad.append(f"{voucher}: {status}")
     return bad
+
+
+def wait_views(worker, expected: dict[str, dict], timeout: float) -> float:
+    """Poll until every customer's view on `worker` is exact; return the seconds it took (raises on deadline)."""
+    import time
+
+    start = time.monotonic()
+    pending = dict(expected)
+    last = None
+    while pending:
+        for customer in list(pending):
+            try:
+                status, body = last = worker.get(f"/customers/{customer}")
+            except OSError as exc:
+                last = exc
+                break
+            if status == 200 and scenario.normalize_customer(body) == pending[customer]:
+                del pending[customer]
+            else:
+                break
+        if pending:
+            if time.monotonic() - start > timeout:
+                raise AssertionError(
+                    f"{len(pending)} customers still wrong after {timeout}s; last answer {str(last)[:300]}")
+            time.sleep(0.1)
+    return time.monotonic() - start

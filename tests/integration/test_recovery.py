@@ -14,7 +14,7 @@ def test_recovery__empty_state_dir_restores_every_changelog_record(broker, worke
     expected = scenario.expected_customers(sc)
     app_id = f"pp-{topic_prefix.rstrip('-')}"
     # Given a worker producing multi-record batches (the case the embedded broker reports wrong end offsets for)
-    batched = {"KAFKA_SINGLE_RECORD_BATCHES": "false", "KAFKA_PRODUCER_LINGER_MS": "20"}
+    batched = {"KAFKA_PRODUCER_LINGER_MS": "20"}
     a = worker_factory("a", **batched).wait_ready()
     helpers.feed(broker.bootstrap, topic_prefix, sc.deliveries)
     got = helpers.wait_for_state(broker.bootstrap, topic_prefix, expected, timeout=240)
