@@ -15,6 +15,8 @@ class Settings(BaseSettings):
 
     # Broker
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated host:port list")
+    # How long a starting worker waits for the broker to answer (0 = forever).
+    broker_wait_s: float = Field(0.0, ge=0)
     # How long the producer waits to fill a batch (ms). Larger batches are faster on Apache Kafka.
     kafka_producer_linger_ms: float = Field(0.0, ge=0)
     # Before changelog recovery, read past each reported end offset to find the true one (see app/end_offsets.py).
