@@ -55,6 +55,8 @@ def _reject(code: str, detail: str) -> Rejected:
 
 def _header_type(headers: Mapping[str, bytes | None]) -> str | None | Rejected:
     raw = headers.get(EVENT_TYPE_HEADER)
+    if raw is None:  # header names are case-sensitive in Kafka; senders are not always careful
+        raw = next((v for k, v in headers.items() if k.lower() == EVENT_TYPE_HEADER), None)
     if raw is None:
         return None
     try:

@@ -178,3 +178,8 @@ def test_decode__missing_customer_and_voucher_ids_are_rejected():
 def test_decode__oversized_value_is_rejected_before_parsing():
     result = _decode(b'{"x": "' + b"a" * 5000 + b'"}', max_bytes=1024)
     assert isinstance(result, Rejected) and result.reason.code == "too_large"
+
+
+def test_decode__event_type_header_name_is_case_insensitive():
+    ev = _accepted(_decode(_sample("pending_points_added.json"), {"Event-Type": ADDED.encode()})).event
+    assert ev.step is Step.ADDED
