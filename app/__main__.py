@@ -5,7 +5,7 @@ import logging
 import sys
 
 from app.broker_wait import wait_for_broker
-from app.main import app, kafka_client_kwargs, settings
+from app.main import app, settings
 from app.agents import cards, customers, ingest  # noqa: F401  (registers agents)
 from app.views import customers as customer_views, stats, vouchers  # noqa: F401  (registers views)
 
@@ -13,7 +13,7 @@ from app.views import customers as customer_views, stats, vouchers  # noqa: F401
 def main() -> None:
     if "worker" in sys.argv[1:]:
         logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
-        wait_for_broker(kafka_client_kwargs(settings), settings.broker_wait_s)
+        wait_for_broker(settings.kafka_client_kwargs(), settings.broker_wait_s)
     app.main()
 
 

@@ -37,8 +37,8 @@ def _key(body: bytes) -> bytes | None:
     return vid.encode() if isinstance(vid, str) else None
 
 
-async def produce(bootstrap: str, topic: str, deliveries: list[tuple[bytes, str | None]]) -> int:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+async def produce(client_kwargs: dict, topic: str, deliveries: list[tuple[bytes, str | None]]) -> int:
+    producer = AIOKafkaProducer(**client_kwargs)
     await producer.start()
     try:
         for body, etype in deliveries:
@@ -55,13 +55,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("files", nargs="*")
     args = parser.parse_args(argv)
     settings = get_settings()
-    bootstrap = args.bootstrap or settings.kafka_bootstrap_servers
+    client_kwargs = settings.kafka_client_kwargs()
+    if args.bootstrap:
+        client_kwargs["bootstrap_servers"] = args.bootstrap
+    bootstrap = client_kwargs["bootstrap_servers"]
     topic = settings.topic_prefix + topics.WEBHOOKS.name
     deliveries: list[tuple[bytes, str | None]] = []
     for spec in args.files:
         path, _, etype = spec.partition(":")
         deliveries.append((Path(path).read_bytes(), etype or SAMPLE_TYPES.get(Path(path).name)))
-    n = asyncio.run(produce(bootstrap, topic, deliveries or sample_deliveries()))
+    n = asyncio.run(produce(client_kwargs, topic, deliveries or sample_deliveries()))
     print(f"sent {n} deliveries to {topic} on {bootstrap}")
 
 

@@ -13,14 +13,9 @@ from app.settings import Settings, get_settings
 logger = logging.getLogger(__name__)
 
 
-def kafka_client_kwargs(settings: Settings) -> dict:
-    """Connection settings for the plain aiokafka clients the service creates itself."""
-    return {"bootstrap_servers": settings.bootstrap_servers}
-
-
 def create_app(settings: Settings) -> faust.App:
     if settings.kafka_verify_end_offsets:
-        end_offsets.install(lambda: kafka_client_kwargs(settings))
+        end_offsets.install(settings.kafka_client_kwargs)
     return faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers],
@@ -76,9 +71,9 @@ activations_topic = _topic(app, settings, topics.ACTIVATIONS)
 
 # Tables hold model JSON under raw UTF-8 keys. The Kafka key, the table's changelog key and the URL key must be
 # the same bytes: Faust's table_route hashes the table's serialized key to find the owner, while the data
-# sits in the partition of the record that wrote it. Without this schema Faust JSON-encodes table keys
-# ('"cust_1"'), and about half of all view requests went to a worker that did not hold the key. A Table picks its
-# key serializer from key_type alone (bytes -> raw, anything else -> json), so keys are bytes: ids encoded as UTF-8.
+# sits in the partition of the record that wrote it. A Table picks its key serializer from key_type alone
+# (bytes -> raw, anything else -> json); with str keys the changelog held '"cust_1"' and about half of all view
+# requests went to a worker that did not hold the key. So keys are bytes: ids encoded as UTF-8.
 # cards: voucher id (bytes) -> CardState JSON, co-partitioned with events_topic.
 cards_table = app.Table("cards", key_type=bytes, value_type=bytes, partitions=settings.partitions)
 # customers: customer id (bytes) -> CustomerState JSON, co-partitioned with card_updates_topic.

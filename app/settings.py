@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     def bootstrap_servers(self) -> list[str]:
         return [s.strip() for s in self.kafka_bootstrap_servers.split(",") if s.strip()]
 
+    def kafka_client_kwargs(self) -> dict:
+        """Connection settings for the plain aiokafka clients the service creates itself (not Faust's)."""
+        return {"bootstrap_servers": self.bootstrap_servers}
+
     @property
     def advertised_url(self) -> str:
         if self.web_advertised_url:

@@ -31,7 +31,7 @@ async def process_cards(stream):
             await card_updates_topic.send(key=summary.customer_id.encode(), value=codec.dump(summary))
         for joined in out.activations:
             await activations_topic.send(key=joined.pending_points_id.encode(), value=codec.dump(joined))
-        if new is not card or (card is not None and event.message.offset <= card.last_offset):
+        if new is not card or out.replay:
             # Written after the outputs are queued; a replay writes it again so the changelog surely has it.
             cards_table[key] = codec.dump(new)
             metrics.count("card_changed")

@@ -27,6 +27,7 @@ _MIN = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 class CardOutputs:
     summaries: list[CardSummary] = field(default_factory=list)  # -> pending-points-card-updates
     activations: list[PendingPointsActivation] = field(default_factory=list)  # -> pending-points-activations
+    replay: bool = False  # the record was applied before a crash: rewrite the state so the changelog has it
 
 
 def _owner_of(event: NormalizedEvent) -> Owner:
@@ -72,6 +73,7 @@ def apply(card: CardState | None, event: NormalizedEvent, offset: int, tz: ZoneI
     """
     outputs = CardOutputs()
     if card is not None and offset <= card.last_offset:
+        outputs.replay = True
         outputs.summaries.append(summary(card))
         joined = card.entries.get(event.entry_id)
         act = entries.activation(joined, card.voucher_id, tz) if joined else None
