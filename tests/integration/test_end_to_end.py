@@ -17,6 +17,11 @@ def _customer_records(records):
     return {r.key.decode(): json.loads(r.value) for r in kafka.latest_by_key(records).values()}
 
 
+def _totals(record: dict) -> tuple:
+    # The two examples land on different partitions: an intermediate record may hold only one of them.
+    return record.get("pending_points"), record.get("activated_points"), record.get("canceled_points")
+
+
 def test_documented_examples__answer_over_http_and_on_the_state_topic(broker, worker_factory, topic_prefix):
     from app.feed import sample_deliveries
 
@@ -27,11 +32,11 @@ def test_documented_examples__answer_over_http_and_on_the_state_topic(broker, wo
     # When the worker has published the customer's state
     records = kafka.read_until(
         broker.bootstrap, topic_prefix + topics.CUSTOMER_POINT_STATE.name,
-        lambda rs: _customer_records(rs).get(CUSTOMER, {}).get("activated_points") == 5, timeout=60,
+        lambda rs: _totals(_customer_records(rs).get(CUSTOMER, {})) == (1, 5, 0), timeout=60,
     )
     # Then the record and the view agree: 1 point pending (added example), 5 activated (activated example)
     record = _customer_records(records)[CUSTOMER]
-    assert (record["pending_points"], record["activated_points"], record["canceled_points"]) == (1, 5, 0)
+    assert _totals(record) == (1, 5, 0)
     assert record["next_activation"] == {"date": "2025-01-28", "points": 1}
     status, body = w.get(f"/customers/{CUSTOMER}")
     assert status == 200 and body == record
