@@ -7,12 +7,17 @@ import sys
 from app.broker_wait import wait_for_broker
 from app.main import app, settings
 from app.agents import cards, customers, ingest  # noqa: F401  (registers agents)
-from app.views import customers as customer_views, stats, vouchers  # noqa: F401  (registers views)
+from app.views import customers as customer_views, health, metrics, stats, vouchers, webhooks  # noqa: F401
 
 
 def main() -> None:
-    if "worker" in sys.argv[1:]:
-        logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+    argv = sys.argv[1:]
+    if "worker" in argv:
+        if not any(a in ("-l", "--loglevel") or a.startswith("--loglevel=") for a in argv):
+            sys.argv[1:] = ["--loglevel", settings.log_level, *argv]  # LOG_LEVEL, unless given on the command line
+        logging.basicConfig(level=settings.log_level.upper(),
+                            format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+        webhooks.log_mode()
         wait_for_broker(settings.kafka_client_kwargs(), settings.broker_wait_s)
     app.main()
 

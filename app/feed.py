@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.bootstrap:
         client_kwargs["bootstrap_servers"] = args.bootstrap
     bootstrap = client_kwargs["bootstrap_servers"]
-    topic = settings.topic_prefix + topics.WEBHOOKS.name
+    topic = settings.topic_name(topics.WEBHOOKS.name)
     deliveries: list[tuple[bytes, str | None]] = []
     for spec in args.files:
         path, _, etype = spec.partition(":")

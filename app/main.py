@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import faust
 
 import topics
-from app import end_offsets
+from app import end_offsets, logs
 from app.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -19,6 +19,7 @@ def create_app(settings: Settings) -> faust.App:
     return faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers],
+        broker_credentials=settings.faust_credentials(),
         store="rocksdb://",
         datadir=str(settings.data_dir),
         key_serializer="raw",
@@ -39,6 +40,7 @@ def create_app(settings: Settings) -> faust.App:
         # Dead letters carry the original bytes, which may be as large as anything the input topic accepted.
         producer_max_request_size=max(settings.max_delivery_bytes * 2, 1024 * 1024),
         consumer_auto_offset_reset="earliest",
+        logging_config=logs.logging_config(settings.log_format, settings.log_level),
     )
 
 
@@ -46,7 +48,7 @@ def _topic(app: faust.App, settings: Settings, spec: topics.TopicSpec) -> faust.
     # Every topic is declared (created if absent) so it gets our partition count and cleanup policy,
     # instead of whatever the broker's auto-creation would pick.
     return app.topic(
-        settings.topic_prefix + spec.name,
+        settings.topic_name(spec.name),
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",

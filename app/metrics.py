@@ -1,17 +1,105 @@
-"""In-process counters of delivery outcomes (exposed over HTTP by the views)."""
+"""This worker's Prometheus metrics: one registry, every series declared here.
+
+Counters and histograms are updated by the agents and the webhook view; lag, recovery progress and table sizes
+are read from Faust when scraped (`collect_state`), so they cost nothing between scrapes.
+"""
 from __future__ import annotations
 
 from collections import Counter
+from typing import Callable, Iterable
 
-_counts: Counter[tuple[str, str]] = Counter()
+from prometheus_client import CollectorRegistry, Counter as PromCounter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+PREFIX = "pending_points_"
+
+# Outcome of each delivery read from the input topic. event_type: the lifecycle step, "other" for a skipped
+# foreign type (not the sender's string: labels must stay few), "unknown" when a dead letter had no usable type.
+DELIVERIES = PromCounter(
+    PREFIX + "deliveries", "Deliveries read from the input topic, by event type and outcome",
+    ["event_type", "outcome"], registry=REGISTRY,
+)
+DEAD_LETTERS = PromCounter(
+    PREFIX + "dead_letters", "Records written to the dead-letter topic, by reason code", ["code"], registry=REGISTRY,
+)
+WEBHOOK_REQUESTS = PromCounter(
+    PREFIX + "webhook_requests", "POST /webhooks/voucherify answers, by HTTP status and outcome",
+    ["status", "outcome"], registry=REGISTRY,
+)
+WEBHOOK_ACK_SECONDS = Histogram(
+    PREFIX + "webhook_ack_seconds", "Time from a webhook POST being read to the broker acknowledging it",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=REGISTRY,
+)
+# Internal records carry the input record's timestamp, so every stage measures from when the delivery was written
+# to the input topic; stage="customers" is the end-to-end latency to the customer-point-state update.
+PROCESSING_SECONDS = Histogram(
+    PREFIX + "processing_latency_seconds",
+    "Time from a delivery being written to the input topic to this stage finishing it",
+    ["stage"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+    registry=REGISTRY,
+)
+CHANGES = PromCounter(
+    PREFIX + "state_writes", "Table writes by table and kind (changed, replay, unchanged)",
+    ["table", "kind"], registry=REGISTRY,
+)
+
+# Skipped foreign types by name, for GET /stats only (unbounded names stay out of Prometheus labels).
+_skipped_types: Counter[str] = Counter()
 
 
-def count(outcome: str, detail: str = "") -> None:
-    _counts[(outcome, detail)] += 1
+def delivery(event_type: str, outcome: str) -> None:
+    DELIVERIES.labels(event_type, outcome).inc()
 
 
-def snapshot() -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {}
-    for (outcome, detail), n in sorted(_counts.items()):
-        out.setdefault(outcome, {})[detail] = n
+def skipped(event_type: str) -> None:
+    _skipped_types[event_type] += 1
+    DELIVERIES.labels("other", "skipped").inc()
+
+
+def dead_lettered(code: str, event_type: str | None) -> None:
+    DEAD_LETTERS.labels(code).inc()
+    if event_type is not None:  # None: an internal record, already counted when it was a delivery
+        DELIVERIES.labels(event_type or "unknown", "dead_lettered").inc()
+
+
+def _samples(counter: PromCounter) -> Iterable[tuple[dict, float]]:
+    for metric in counter.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total"):
+                yield sample.labels, sample.value
+
+
+def snapshot() -> dict:
+    """Counters as JSON for GET /stats."""
+    out: dict[str, dict[str, int]] = {"processed": {}, "skipped": dict(sorted(_skipped_types.items())),
+                                      "dead_lettered": {}, "webhook": {}}
+    for labels, value in _samples(DELIVERIES):
+        if labels["outcome"] == "processed":
+            out["processed"][labels["event_type"]] = int(value)
+    for labels, value in _samples(DEAD_LETTERS):
+        out["dead_lettered"][labels["code"]] = int(value)
+    for labels, value in _samples(WEBHOOK_REQUESTS):
+        out["webhook"][f'{labels["status"]} {labels["outcome"]}'] = int(value)
     return out
+
+
+class StateCollector:
+    """Gauges read at scrape time from a callable returning {name: (help, labelnames, [(labels, value)])}."""
+
+    def __init__(self, read: Callable[[], dict[str, tuple[str, list[str], list[tuple[list[str], float]]]]]):
+        self._read = read
+
+    def collect(self) -> Iterable[Metric]:
+        for name, (doc, labelnames, rows) in self._read().items():
+            family = GaugeMetricFamily(PREFIX + name, doc, labels=labelnames)
+            for labels, value in rows:
+                family.add_metric(labels, value)
+            yield family
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+
+def register_state(read) -> None:
+    REGISTRY.register(StateCollector(read))

@@ -1,11 +1,16 @@
 """The one Settings object: every environment variable the service reads is declared here."""
 from __future__ import annotations
 
+import ssl
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
 class Settings(BaseSettings):
@@ -23,11 +28,23 @@ class Settings(BaseSettings):
     # The embedded broker under-reports end offsets after multi-record batches; this replaces forcing one record
     # per batch, which cost two thirds of the produce rate and stalled aiokafka's producer with several workers.
     kafka_verify_end_offsets: bool = True
+    # Security for managed Kafka: TLS (SSL), SASL (PLAIN or SCRAM) or both (SASL_SSL).
+    kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: SaslMechanism = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    # TLS: CA bundle to trust (default: the system's), and a client certificate for mutual TLS.
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
 
     # Application
     app_id: str = "pending-points"
     # Prepended to every topic name (for several deployments, or test runs, on one shared cluster).
     topic_prefix: str = ""
+    # Per-topic name overrides, JSON: {"voucherify-webhooks": "prod.voucherify.webhooks", ...} (registry names
+    # as keys). An override is used as given, without the prefix.
+    topic_names: dict[str, str] = Field(default_factory=dict)
     partitions: int = Field(4, ge=1, description="Partitions of every topic this service creates")
     replication_factor: int = Field(1, ge=1)
     data_dir: Path = Path("./data")
@@ -35,7 +52,17 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, ge=1, le=65535)
     # URL other workers use to reach this one's views (routing to the key's owner).
     web_advertised_url: str | None = None
-    log_level: str = "info"
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    # "json": one JSON object per log line (for log shippers); "text": Faust's human-readable format.
+    log_format: Literal["text", "json"] = "text"
+
+    # Webhook endpoint (POST /webhooks/voucherify). The secret is the one in Voucherify's project settings.
+    webhook_secret: SecretStr | None = None
+    # Without a secret the endpoint stays off (answers 503) unless this is set: for local trials only.
+    webhook_allow_unsigned: bool = False
+    # How long a POST waits for the broker to acknowledge the delivery before answering 503 (Voucherify gives
+    # up on a request after 10 s and retries it later).
+    webhook_ack_timeout_s: float = Field(7.0, gt=0, le=9.5)
 
     # Group membership. The embedded broker holds a join for about half the session timeout, and a dead
     # member keeps its partitions that long: lower is faster failover, higher tolerates longer pauses.
@@ -49,15 +76,68 @@ class Settings(BaseSettings):
     # Domain
     # Voucherify activates pending points at 00:00 in the project's time zone; "early" is judged there.
     project_timezone: str = "UTC"
+    # Largest delivery accepted (HTTP body or input record); larger POSTs get 413, larger records are dead-lettered.
     max_delivery_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+
+    @model_validator(mode="after")
+    def _check_security(self) -> "Settings":
+        if self.kafka_security_protocol.startswith("SASL") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs KAFKA_SASL_USERNAME and "
+                "KAFKA_SASL_PASSWORD"
+            )
+        if bool(self.kafka_ssl_certfile) != bool(self.kafka_ssl_keyfile):
+            raise ValueError("KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together (mutual TLS)")
+        return self
 
     @property
     def bootstrap_servers(self) -> list[str]:
         return [s.strip() for s in self.kafka_bootstrap_servers.split(",") if s.strip()]
 
+    def topic_name(self, registry_name: str) -> str:
+        """The Kafka name of a registry topic in this deployment."""
+        return self.topic_names.get(registry_name) or self.topic_prefix + registry_name
+
+    @property
+    def webhook_enabled(self) -> bool:
+        return self.webhook_secret is not None or self.webhook_allow_unsigned
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if "SSL" not in self.kafka_security_protocol:
+            return None
+        context = ssl.create_default_context(cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None)
+        if self.kafka_ssl_certfile:
+            context.load_cert_chain(str(self.kafka_ssl_certfile), str(self.kafka_ssl_keyfile))
+        return context
+
     def kafka_client_kwargs(self) -> dict:
-        """Connection settings for the plain aiokafka clients the service creates itself (not Faust's)."""
-        return {"bootstrap_servers": self.bootstrap_servers}
+        """Connection settings for the plain aiokafka clients the service creates itself (Faust's: see
+        `faust_credentials`)."""
+        kwargs: dict = {"bootstrap_servers": self.bootstrap_servers, "security_protocol": self.kafka_security_protocol}
+        if "SSL" in self.kafka_security_protocol:
+            kwargs["ssl_context"] = self.ssl_context()
+        if self.kafka_security_protocol.startswith("SASL"):
+            kwargs["sasl_mechanism"] = self.kafka_sasl_mechanism
+            kwargs["sasl_plain_username"] = self.kafka_sasl_username
+            kwargs["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
+        return kwargs
+
+    def faust_credentials(self):
+        """The same security settings as Faust broker credentials (None for PLAINTEXT)."""
+        import faust  # local: settings must stay importable without Faust's import cost
+
+        if self.kafka_security_protocol.startswith("SASL"):
+            return faust.SASLCredentials(
+                username=self.kafka_sasl_username,
+                password=self.kafka_sasl_password.get_secret_value(),
+                mechanism=self.kafka_sasl_mechanism,
+                ssl_context=self.ssl_context(),
+            )
+        if self.kafka_security_protocol == "SSL":
+            return faust.SSLCredentials(self.ssl_context())
+        return None
 
     @property
     def advertised_url(self) -> str:

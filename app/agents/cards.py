@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from pydantic import ValidationError
 
@@ -27,13 +28,15 @@ async def process_cards(stream):
         raw = cards_table.get(key)
         card = codec.load(CardState, raw) if raw is not None else None
         new, out = cards.apply(card, ev, event.message.offset, project_tz)  # (CardState, CardOutputs)
+        ts = event.message.timestamp  # the delivery's, carried along (see ingest)
         for summary in out.summaries:  # re-key: voucher -> customer
-            await card_updates_topic.send(key=summary.customer_id.encode(), value=codec.dump(summary))
+            await card_updates_topic.send(key=summary.customer_id.encode(), value=codec.dump(summary), timestamp=ts)
         for joined in out.activations:
             await activations_topic.send(key=joined.pending_points_id.encode(), value=codec.dump(joined))
         if new is not card or out.replay:
             # Written after the outputs are queued; a replay writes it again so the changelog surely has it.
             cards_table[key] = codec.dump(new)
-            metrics.count("card_changed")
+            metrics.CHANGES.labels("cards", "replay" if out.replay else "changed").inc()
         else:
-            metrics.count("card_unchanged")
+            metrics.CHANGES.labels("cards", "unchanged").inc()
+        metrics.PROCESSING_SECONDS.labels("cards").observe(max(time.time() - ts, 0.0))

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from pydantic import ValidationError
 
+from app import metrics
 from app.agents.deadletter import dead_letter
 from app.logic import customers
 from app.main import app, card_updates_topic, customer_state_topic, customers_table
@@ -30,3 +32,8 @@ async def process_customers(stream):
             await customer_state_topic.send(key=key, value=codec.dump(record))
         if new is not state or record is not None:
             customers_table[key] = codec.dump(new)
+            metrics.CHANGES.labels("customers", "changed" if new is not state else "replay").inc()
+        else:
+            metrics.CHANGES.labels("customers", "unchanged").inc()
+        # End to end: from the delivery being written to the input topic to its customer-point-state update.
+        metrics.PROCESSING_SECONDS.labels("customers").observe(max(time.time() - event.message.timestamp, 0.0))

@@ -13,7 +13,8 @@ from app.models.records import DeadLetterReason
 logger = logging.getLogger(__name__)
 
 
-async def dead_letter(event: faust.EventT, reason: DeadLetterReason) -> None:
+async def dead_letter(event: faust.EventT, reason: DeadLetterReason, *, event_type: str | None = None) -> None:
+    """`event_type`: the delivery's step (or "unknown") when it is an input delivery; None for internal records."""
     msg = event.message
     headers = [(k, v) for k, v in (msg.headers or []) if not k.startswith("dlq-")]
     headers += [
@@ -26,5 +27,5 @@ async def dead_letter(event: faust.EventT, reason: DeadLetterReason) -> None:
     logger.warning(
         "dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, reason.header()[:200]
     )
-    metrics.count("dead_lettered", reason.code)
+    metrics.dead_lettered(reason.code, event_type)
     await dead_letter_topic.send(key=msg.key, value=msg.value, headers=headers)

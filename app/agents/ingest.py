@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from app import metrics
 from app.agents.deadletter import dead_letter
@@ -23,11 +24,15 @@ async def ingest(stream):
             outcome = Rejected(DeadLetterReason(code="internal_error", detail=repr(exc)[:300]))
         if isinstance(outcome, Accepted):
             ev = outcome.event  # NormalizedEvent
-            metrics.count("accepted", ev.step.value)
-            # Re-key by voucher: every event of one card is then processed in order by one worker.
-            await events_topic.send(key=ev.voucher_id.encode(), value=codec.dump(ev))
+            # Re-key by voucher: every event of one card is then processed in order by one worker. The record
+            # keeps the delivery's timestamp, so later stages measure latency from when it was written.
+            await events_topic.send(
+                key=ev.voucher_id.encode(), value=codec.dump(ev), timestamp=event.message.timestamp
+            )
+            metrics.delivery(ev.step.value, "processed")
         elif isinstance(outcome, Skipped):
-            metrics.count("skipped", outcome.event_type)
+            metrics.skipped(outcome.event_type)
             logger.debug("skipped unsupported event type %r", outcome.event_type)
         else:
-            await dead_letter(event, outcome.reason)
+            await dead_letter(event, outcome.reason, event_type=outcome.event_type or "unknown")
+        metrics.PROCESSING_SECONDS.labels("ingest").observe(max(time.time() - event.message.timestamp, 0.0))

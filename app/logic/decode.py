@@ -29,6 +29,7 @@ class Skipped:
 @dataclass(frozen=True, slots=True)
 class Rejected:
     reason: DeadLetterReason
+    event_type: str | None = None  # the lifecycle step, when the delivery named a supported one
 
 
 Decoded = Accepted | Skipped | Rejected
@@ -49,8 +50,8 @@ def step_of(event_type: str) -> Step | None:
     return None
 
 
-def _reject(code: str, detail: str) -> Rejected:
-    return Rejected(DeadLetterReason(code=code, detail=detail))
+def _reject(code: str, detail: str, step: Step | None = None) -> Rejected:
+    return Rejected(DeadLetterReason(code=code, detail=detail), step.value if step else None)
 
 
 def _header_type(headers: Mapping[str, bytes | None]) -> str | None | Rejected:
@@ -117,7 +118,7 @@ def decode(value: bytes | None, headers: Mapping[str, bytes | None], *, max_byte
     try:
         payload = PendingPointsEventData.model_validate(data)
     except ValidationError as exc:
-        return _reject("invalid_payload", _error_text(exc))
+        return _reject("invalid_payload", _error_text(exc), step)
     return _normalize(step, payload, envelope)
 
 
@@ -126,9 +127,9 @@ def _normalize(step: Step, data: PendingPointsEventData, envelope: Envelope | No
     voucher_id = pp.voucher_id or (data.voucher.id if data.voucher else None)
     customer_id = pp.customer_id or (data.customer.id if data.customer else None)
     if not voucher_id:
-        return _reject("invalid_payload", "no voucher id (pending_points.voucher_id or voucher.id)")
+        return _reject("invalid_payload", "no voucher id (pending_points.voucher_id or voucher.id)", step)
     if not customer_id:
-        return _reject("invalid_payload", "no customer id (pending_points.customer_id or customer.id)")
+        return _reject("invalid_payload", "no customer id (pending_points.customer_id or customer.id)", step)
     campaign_id = pp.campaign_id or (data.campaign.id if data.campaign else None) or (
         data.voucher.campaign_id if data.voucher else None
     )

@@ -18,6 +18,7 @@ import aiohttp
 import faust
 from faust.web.exceptions import ServiceUnavailable
 
+from app.health import not_ready_reason
 from app.main import app
 
 logger = logging.getLogger(__name__)
@@ -33,19 +34,15 @@ async def _ensure_metadata(topic: str) -> None:
             raise ServiceUnavailable(f"no partition metadata for {topic} yet: {exc!r}") from exc
 
 
-def tables_ready() -> bool:
-    """True once this worker's assigned partitions are recovered and no rebalance is under way."""
-    return not app.rebalancing and app.tables.recovery.completed.is_set()
-
-
 def owner_routed(table: faust.TableT, match_info: str):
     def decorator(fun):
         routed = app.table_route(table=table, match_info=match_info)(fun)
 
         @wraps(fun)
         async def view(self, request, *args, **kwargs):
-            if not tables_ready():
-                raise ServiceUnavailable("rebalancing or recovering table state; retry shortly")
+            reason = not_ready_reason()
+            if reason:
+                raise ServiceUnavailable(f"{reason}; retry shortly")
             await _ensure_metadata(table.changelog_topic.get_topic_name())
             try:
                 return await routed(self, request, *args, **kwargs)

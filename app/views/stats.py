@@ -1,4 +1,5 @@
-"""GET /stats: this worker's delivery outcome counters (processed, skipped, dead-lettered)."""
+"""GET /stats: this worker's counters as JSON (processed by step, skipped by type, dead-lettered by code, webhook
+answers by status), a readable subset of GET /metrics."""
 from __future__ import annotations
 
 from app import metrics

@@ -22,7 +22,7 @@ def _accepted(worker) -> int:
         status, stats = worker.get("/stats")
     except OSError:
         return 0
-    return sum((stats or {}).get("accepted", {}).values()) if status == 200 else 0
+    return sum((stats or {}).get("processed", {}).values()) if status == 200 else 0
 
 
 def _wait_accepted(worker, at_least: int, timeout: float) -> bool:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from app.embedded_broker import free_port
 
-READY_PROBE = "/customers/__readiness_probe__"
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, dict | list | None]:
@@ -63,14 +62,14 @@ class Worker:
         return self
 
     def wait_ready(self, timeout: float = 90.0) -> "Worker":
-        """Ready once its table route answers (partitions assigned, tables recovered)."""
+        """Ready once GET /ready answers 200 (partitions assigned, tables recovered)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"worker exited with {self.process.returncode}; log: {self.log_tail()}")
             try:
-                status, _ = http_get(self.url + READY_PROBE, timeout=2)
-                if status == 404:
+                status, _ = http_get(self.url + "/ready", timeout=2)
+                if status == 200:
                     return self
             except OSError:
                 pass

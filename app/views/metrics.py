@@ -1,0 +1,14 @@
+"""GET /metrics: this worker's Prometheus metrics (text exposition format)."""
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app import health, metrics
+from app.main import app
+
+metrics.register_state(health.state_gauges)
+
+
+@app.page("/metrics")
+async def get_metrics(web, request):
+    return web.bytes(generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
