@@ -1,15 +1,23 @@
-"""Produce webhook deliveries to `voucherify-webhooks`: the bundled samples by default, or given JSON files.
+"""Send webhook deliveries: the bundled samples by default, or given JSON files.
 
-    python -m app.feed [--bootstrap HOST:PORT] [FILE[:EVENT_TYPE] ...]
+    python -m app.feed [--bootstrap HOST:PORT] [FILE[:EVENT_TYPE] ...]    # produce to `voucherify-webhooks`
+    python -m app.feed --http http://127.0.0.1:6066 [FILE[:EVENT_TYPE] ...]  # POST, as Voucherify does
 
 A file is sent as a raw payload with its event type in the `event-type` header (taken from `:EVENT_TYPE`, or for
-the bundled samples from their names), or as-is if it is a v2024-01-01 envelope.
+the bundled samples from their names), or as-is if it is a v2024-01-01 envelope. Over HTTP the type goes in
+`?type=`, and the body is signed with WEBHOOK_SECRET (unsigned if none is set).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import hmac
 import json
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
@@ -49,9 +57,31 @@ async def produce(client_kwargs: dict, topic: str, deliveries: list[tuple[bytes,
     return len(deliveries)
 
 
+def post(base_url: str, secret: str | None, deliveries: list[tuple[bytes, str | None]]) -> int:
+    """POST each delivery to the webhook endpoint; return how many were not accepted."""
+    failed = 0
+    for body, etype in deliveries:
+        url = base_url.rstrip("/") + "/webhooks/voucherify"
+        if etype:
+            url += "?" + urllib.parse.urlencode({"type": etype})
+        headers = {"Content-Type": "application/json"}
+        if secret:
+            headers["x-voucherify-signature"] = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=15) as resp:
+                status, answer = resp.status, resp.read().decode()
+        except urllib.error.HTTPError as err:
+            status, answer = err.code, err.read().decode()
+        failed += status >= 300
+        print(f"{status} {answer}")
+    return failed
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", default=None, help="default: KAFKA_BOOTSTRAP_SERVERS")
+    parser.add_argument("--http", default=None, metavar="URL", help="POST to this worker's webhook endpoint")
     parser.add_argument("files", nargs="*")
     args = parser.parse_args(argv)
     settings = get_settings()
@@ -64,7 +94,11 @@ def main(argv: list[str] | None = None) -> None:
     for spec in args.files:
         path, _, etype = spec.partition(":")
         deliveries.append((Path(path).read_bytes(), etype or SAMPLE_TYPES.get(Path(path).name)))
-    n = asyncio.run(produce(client_kwargs, topic, deliveries or sample_deliveries()))
+    deliveries = deliveries or sample_deliveries()
+    if args.http:
+        secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+        sys.exit(1 if post(args.http, secret, deliveries) else 0)
+    n = asyncio.run(produce(client_kwargs, topic, deliveries))
     print(f"sent {n} deliveries to {topic} on {bootstrap}")
 
 

@@ -55,6 +55,8 @@ def main() -> None:
     worker = None
     temp_state = None
     env = dict(os.environ, WEB_PORT=str(args.port))
+    # The webhook endpoint needs a secret; a local run gets a fixed one (use your own for anything real).
+    env.setdefault("WEBHOOK_SECRET", "local-dev-secret")
     try:
         if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
             print(f"==> using the broker at {os.environ['KAFKA_BOOTSTRAP_SERVERS']}")
@@ -69,19 +71,20 @@ def main() -> None:
             # The embedded broker forgets everything when it stops, so the worker's state must start empty too.
             temp_state = tempfile.mkdtemp(prefix="pending-points-state-")
             env["DATA_DIR"] = temp_state
-        worker = subprocess.Popen([sys.executable, "-m", "app", "worker", "-l", "info"], env=env, cwd=ROOT)
+        worker = subprocess.Popen([sys.executable, "-m", "app", "worker"], env=env, cwd=ROOT)
         base = f"http://127.0.0.1:{args.port}"
-        _wait_http(base + "/customers/__probe__", worker, timeout=120)
+        _wait_http(base + "/ready", worker, timeout=120, ok=(200,))
         if not args.no_samples:
+            # Through the webhook endpoint, signed, as Voucherify would send them.
             files = [f"{SAMPLES / name}:{etype}" for name, etype in SAMPLE_TYPES.items()]
-            subprocess.run([sys.executable, "-m", "app.feed", "--bootstrap", env["KAFKA_BOOTSTRAP_SERVERS"], *files],
-                           check=True, env=env)
+            subprocess.run([sys.executable, "-m", "app.feed", "--http", base, *files], check=True, env=env)
             _wait_http(f"{base}/customers/{EXAMPLE_CUSTOMER}", worker, timeout=60, ok=(200,))
         print(
             "\n==> ready. Try:\n"
             f"   curl {base}/customers/{EXAMPLE_CUSTOMER}\n"
             f"   curl {base}/vouchers/{EXAMPLE_VOUCHER}\n"
-            f"   curl {base}/stats\n"
+            f"   curl {base}/metrics\n"
+            f"   WEBHOOK_SECRET={env['WEBHOOK_SECRET']} .venv/bin/python -m app.feed --http {base} FILE.json:EVENT_TYPE\n"
             f"   KAFKA_BOOTSTRAP_SERVERS={env['KAFKA_BOOTSTRAP_SERVERS']} .venv/bin/python -m app.feed FILE.json:EVENT_TYPE\n"
             "   Ctrl-C stops the worker and the broker.\n",
             flush=True,

@@ -75,3 +75,37 @@ def wait_views(worker, expected: dict[str, dict], timeout: float) -> float:
                     f"{len(pending)} customers still wrong after {timeout}s; last answer {str(last)[:300]}")
             time.sleep(0.1)
     return time.monotonic() - start
+
+
+def scrape(worker) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """GET /metrics parsed: (sample name, sorted labels) -> value."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(worker.url + "/metrics", timeout=5) as resp:
+        assert resp.headers["Content-Type"].startswith("text/plain")
+        text = resp.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def metric_sum(samples: dict, name: str, **labels: str) -> float:
+    """Sum of the samples named `name` whose labels include `labels`."""
+    return sum(v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= set(ls))
+
+
+def wait_until(probe, *, timeout: float, what: str, interval: float = 0.2):
+    """Call `probe()` until it returns something truthy (returned) or the deadline passes (AssertionError)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        got = probe()
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"not within {timeout}s: {what}"
+        time.sleep(interval)

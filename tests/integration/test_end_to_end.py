@@ -6,6 +6,7 @@ import json
 import pytest
 
 import topics
+from tests.integration import helpers
 from tests.support import kafka, scenario
 
 pytestmark = pytest.mark.integration
@@ -99,3 +100,29 @@ def test_scenario__final_state_views_activations_and_dead_letters_are_exact(brok
     # And the worker counted the skipped foreign event types
     status, stats = w.get("/stats")
     assert sum(stats.get("skipped", {}).values()) == sum(d.kind == "skipped" for d in sc.deliveries)
+
+    # And /metrics accounts for every delivery: processed, skipped or dead-lettered, none twice
+    def lag_zero():
+        m = helpers.scrape(w)
+        lags = [v for (n, _), v in m.items() if n == "pending_points_consumer_lag"]
+        return m if lags and not any(lags) else None
+
+    m = helpers.wait_until(lag_zero, timeout=30, what="consumer lag 0 on every input partition")
+    deliveries = "pending_points_deliveries_total"
+    assert helpers.metric_sum(m, deliveries, outcome="processed") == sum(
+        d.kind in ("valid", "duplicate") for d in sc.deliveries)
+    assert helpers.metric_sum(m, deliveries, outcome="skipped") == sum(d.kind == "skipped" for d in sc.deliveries)
+    assert helpers.metric_sum(m, deliveries, outcome="dead_lettered") == sc.malformed_count
+    assert helpers.metric_sum(m, "pending_points_dead_letters_total") == sc.malformed_count
+    assert helpers.metric_sum(m, deliveries) == len(sc.deliveries)
+    for step in ("added", "activated", "canceled"):
+        assert helpers.metric_sum(m, deliveries, event_type=step, outcome="processed") > 0, step
+    # a latency observation per stage and record: end to end (stage=customers) once per card update
+    assert helpers.metric_sum(m, "pending_points_processing_latency_seconds_count", stage="ingest") == len(
+        sc.deliveries)
+    assert helpers.metric_sum(m, "pending_points_processing_latency_seconds_count", stage="customers") > 0
+    vouchers = {e.voucher_id for e in sc.entries}
+    assert helpers.metric_sum(m, "pending_points_table_keys", table="cards", role="active") >= len(vouchers)
+    assert helpers.metric_sum(m, "pending_points_table_keys", table="customers", role="active") >= len(expected)
+    assert helpers.metric_sum(m, "pending_points_recovery_remaining_records", role="active") == 0
+    assert helpers.metric_sum(m, "pending_points_ready") == 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
@@ -22,37 +21,6 @@ def _wait_log(worker: Worker, text: str, timeout: float) -> None:
         assert time.monotonic() < deadline, f"{text!r} not logged in {timeout}s: {worker.log_tail()}"
         assert worker.process.poll() is None, f"worker exited: {worker.log_tail()}"
         time.sleep(0.1)
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path):
-    """A broker this test may stop, freeze or start late (never the session's shared one)."""
-    brokers = []
-
-    def start(port: int | None = None):
-        b = embedded_broker.start(port=port, log_path=tmp_path / "own-broker.log")
-        brokers.append(b)
-        return b
-
-    yield start
-    for b in brokers:
-        if b.process.poll() is None:
-            os.kill(b.process.pid, signal.SIGCONT)
-        b.stop()
-
-
-@pytest.fixture
-def make_worker(tmp_path: Path):
-    workers: list[Worker] = []
-
-    def make(bootstrap: str, name: str = "w", **env: str) -> Worker:
-        w = Worker(bootstrap, tmp_path / f"{name}-data", tmp_path / f"{name}.log", env)
-        workers.append(w)
-        return w.start()
-
-    yield make
-    for w in workers:
-        w.stop()
 
 
 def test_startup__a_worker_started_before_the_broker_waits_and_then_works(own_broker, make_worker):

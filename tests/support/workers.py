@@ -79,6 +79,15 @@ class Worker:
     def get(self, path: str) -> tuple[int, dict | list | None]:
         return http_get(self.url + path)
 
+    def post(self, path: str, body: bytes, headers: dict[str, str], timeout: float = 15.0):
+        """POST and return (status, JSON body)."""
+        req = urllib.request.Request(self.url + path, data=body, method="POST", headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"null")
+
     def stop(self, timeout: float = 30.0) -> None:
         if self.process is None or self.process.poll() is not None:
             return

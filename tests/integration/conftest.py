@@ -1,0 +1,42 @@
+"""Fixtures of the integration tests that need a broker of their own (to stop, freeze or start late)."""
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from app import embedded_broker
+from tests.support.workers import Worker
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path):
+    """A broker this test may stop, freeze or start late (never the session's shared one)."""
+    brokers = []
+
+    def start(port: int | None = None):
+        b = embedded_broker.start(port=port, log_path=tmp_path / "own-broker.log")
+        brokers.append(b)
+        return b
+
+    yield start
+    for b in brokers:
+        if b.process.poll() is None:
+            os.kill(b.process.pid, signal.SIGCONT)
+        b.stop()
+
+
+@pytest.fixture
+def make_worker(tmp_path: Path):
+    workers: list[Worker] = []
+
+    def make(bootstrap: str, name: str = "w", **env: str) -> Worker:
+        w = Worker(bootstrap, tmp_path / f"{name}-data", tmp_path / f"{name}.log", env)
+        workers.append(w)
+        return w.start()
+
+    yield make
+    for w in workers:
+        w.stop()
