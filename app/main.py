@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import faust
 
 import topics
-from app import end_offsets, logs
+from app import end_offsets, logs, no_lost_input
 from app.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -16,6 +16,8 @@ logger = logging.getLogger(__name__)
 def create_app(settings: Settings) -> faust.App:
     if settings.kafka_verify_end_offsets:
         end_offsets.install(settings.kafka_client_kwargs)
+    source_topics = {settings.topic_name(t.name) for t in (topics.WEBHOOKS, topics.EVENTS, topics.CARD_UPDATES)}
+    no_lost_input.install(source_topics.__contains__)
     return faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers],

@@ -275,3 +275,43 @@ _DROP = object()
 
 
 # ----- the reference model: expected outputs, computed from the truth only -------------------------------------
+
+
+def fresh_added(tag: str, i: int, at: dt.datetime | None = None, entries_per_card: int = 1) -> Delivery:
+    """One `added` envelope for a new entry on its own card and customer (card i // entries_per_card): every
+    delivery changes exactly one customer's state, so its output can be matched to it."""
+    card = i // entries_per_card
+    at = at or T0
+    entry = Entry(
+        id=f"lopp_{tag}_{i:08d}", voucher_id=f"v_{tag}_{card:08d}", customer_id=f"cust_{tag}_{card:08d}",
+        campaign_id=f"camp_{tag}", order_id=f"ord_{tag}_{i:08d}", created_at=at,
+        activates_at=(at + dt.timedelta(days=7)).date(),
+    )
+    ev = Event("added", at, 10 + i % 90, {"points": 100, "balance": 10, "pending_points": 10 + i % 90})
+    etype = "voucher.loyalty_card.pending_points.added"
+    envelope = {"id": f"whs_{tag}_{i}", "created_at": iso(at), "type": etype, "data": event_data(entry, ev, "example"),
+                "event": {"id": f"evcus_{tag}_{i}", "type": etype, "created_at": iso(at)}}
+    return Delivery(entry.voucher_id.encode(), json.dumps(envelope).encode(), [], "valid")
+
+
+def preloaded_cards(n_cards: int, per_card: int = 10, tag: str = "seed"):
+    """(voucher id, CardState JSON) for `n_cards` cards of `per_card` pending entries each, as the `cards` table
+    holds them: for filling a changelog directly (benchmarks of large state, recovery tests)."""
+    import re
+
+    from app.logic import cards
+    from app.logic.decode import decode
+    from app.models import codec
+
+    card = None
+    for i in range(per_card):  # one template card, built by the service's own logic
+        d = fresh_added(tag, i, entries_per_card=per_card)
+        card, _ = cards.apply(card, decode(d.value, {}, max_bytes=1 << 20).event, i, dt.timezone.utc)
+    template = codec.dump(card.model_copy(update={"last_offset": -1})).decode()  # -1: nothing is a replay
+    ids = re.compile(rf"\b(v|cust|lopp|ord)_{tag}_(\d{{8}})")
+    for c in range(n_cards):
+        def sub(m: re.Match, c: int = c) -> str:
+            kind, n = m.group(1), int(m.group(2))
+            return f"{kind}_{tag}_{c:08d}" if kind in ("v", "cust") else f"{kind}_{tag}_{c * per_card + n:08d}"
+
+        yield f"v_{tag}_{c:08d}".encode(), ids.sub(sub, template).encode()

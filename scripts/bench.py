@@ -1,9 +1,17 @@
-"""Benchmark: the pipeline against a bare aiokafka loop on the same broker and input, plus RSS and recovery rate.
+"""Benchmark: the pipeline against a bare aiokafka loop on the same broker and input; latency, recovery, RSS, growth.
 
-    scripts/bench [--n DELIVERIES] [--quick] [--out DIR]
+    scripts/bench [--n 20000] [--quick] [--rate 1000] [--latency-s 15] [--growth] [--profile] [--out bench-out]
 
-Starts its own embedded broker. Headline: `pipeline / bare loop` sustained events/s (a ratio, because shared 2-core
-machines are noisy). Durations come from Kafka record timestamps: first record the stage produced -> last output.
+Starts its own embedded broker and worker processes. Headline: `pipeline / bare loop` sustained events/s, a ratio,
+because timings on shared machines are noisy; both run in the same invocation on the same broker and input.
+- throughput: N generated deliveries (all lifecycle steps, envelope and raw forms, duplicates, foreign types,
+  malformed ones) preloaded, then one worker from empty state: N / (worker ready -> last customer-point-state).
+- latency: afterwards, new deliveries offered at a fixed rate; per delivery, its customer-point-state record's
+  timestamp minus its input record's timestamp (p50/p99/max).
+- recovery: a second worker with an empty state dir restores both changelogs (records/s, from Faust's log).
+- RSS: peak resident memory (VmHWM) of the worker.
+- `--growth`: the throughput run at 10k, 50k and 200k deliveries, and 10k deliveries on top of a cards table
+  preloaded with 1M entries; writes growth.txt and growth.png.
 """
 from __future__ import annotations
 
@@ -11,32 +19,89 @@ import argparse
 import asyncio
 import json
 import re
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import topics  # noqa: E402
-from app import embedded_broker  # noqa: E402
+from app import embedded_broker, simulate  # noqa: E402
 from app.logic.decode import Accepted, decode  # noqa: E402
 from app.models import codec  # noqa: E402
-from tests.support import kafka, scenario  # noqa: E402
 from tests.support.workers import Worker  # noqa: E402
+
+PARTITIONS = 4
+APP_ID = "bench"
 
 
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def build_input(n: int) -> tuple[list, dict]:
-    """About n deliveries: whole lifecycles (the generator makes ~27 per customer), so the expectation is exact."""
-    sc = scenario.build(seed=99, customers=max(5, n // 27))
-    return sc.deliveries, scenario.expected_customers(sc)
+# --- Kafka helpers -------------------------------------------------------------------------------------------
 
+async def _produce(bootstrap: str, topic: str, records, rate: float | None = None) -> None:
+    """Send (key, value, headers) records; at `rate` per second if given (paced), else as fast as possible."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5 if rate is None else 0,
+                                max_request_size=8 << 20)
+    await producer.start()
+    try:
+        start = time.monotonic()
+        futures = []
+        for i, (key, value, headers) in enumerate(records):
+            if rate is not None:
+                delay = start + i / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            futures.append(await producer.send(topic, value, key=key, headers=list(headers)))
+        await producer.flush()
+        for f in futures:
+            await f
+    finally:
+        await producer.stop()
+
+
+def produce(bootstrap: str, topic: str, records, rate: float | None = None) -> None:
+    asyncio.run(_produce(bootstrap, topic, records, rate))
+
+
+def read_all(bootstrap: str, topic: str, idle_s: float = 2.0) -> list:
+    """Every record of `topic` (stops after `idle_s` without new records; end offsets are not trusted)."""
+    async def run() -> list:
+        c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+                             max_partition_fetch_bytes=8 << 20)
+        await c.start()
+        out: list = []
+        try:
+            while True:
+                batch = await c.getmany(timeout_ms=int(idle_s * 1000))
+                if not batch:
+                    return out
+                out += [m for ms in batch.values() for m in ms]
+        finally:
+            await c.stop()
+
+    return asyncio.run(run())
+
+
+async def _create_topics(bootstrap: str, names: list[tuple[str, bool]]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(n, PARTITIONS, 1, topic_configs={"cleanup.policy": "compact"} if c else {})
+                                   for n, c in names])
+    finally:
+        await admin.close()
+
+
+# --- the reference -------------------------------------------------------------------------------------------
 
 async def bare_loop(bootstrap: str, src: str, dst: str, n: int) -> tuple[int, float]:
     """Consume, validate with the same models, produce one record per delivery. Returns (records, seconds)."""
@@ -64,108 +129,50 @@ async def bare_loop(bootstrap: str, src: str, dst: str, n: int) -> tuple[int, fl
     return seen, time.monotonic() - start
 
 
+# --- the worker ----------------------------------------------------------------------------------------------
+
 def rss_peak_mb(pid: int) -> float:
     text = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"VmHWM:\s+(\d+)", text).group(1)) / 1024
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=20_000)
-    parser.add_argument("--quick", action="store_true", help="2,000 deliveries: proves the benchmark runs")
-    parser.add_argument("--out", default="bench-out")
-    parser.add_argument("--profile", action="store_true", help="py-spy the worker during the pipeline phase")
-    args = parser.parse_args()
-    n = 2_000 if args.quick else args.n
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="bench-"))
-    broker = embedded_broker.start(log_path=work / "tansu.log")
-    results: dict = {}
-    workers: list[Worker] = []
-    try:
-        deliveries, expected = build_input(n)
-        results["deliveries"] = len(deliveries)
-        log(f"preloading {len(deliveries)} deliveries ({len(expected)} customers) on {broker.bootstrap}")
-        for prefix in ("bare-", "pipe-"):
-            kafka.produce(broker.bootstrap, prefix + topics.WEBHOOKS.name,
-                          [(d.key, d.value, d.headers) for d in deliveries])
+def scrape(worker: Worker) -> dict[str, float]:
+    """Sums by metric name, plus the max consumer lag."""
+    import urllib.request
 
-        log("reference: bare aiokafka loop (consume + same pydantic validation + produce)")
-        count, secs = asyncio.run(bare_loop(broker.bootstrap, "bare-" + topics.WEBHOOKS.name, "bare-out", len(deliveries)))
-        results["bare_events_per_s"] = round(count / secs, 1)
-        log(f"bare loop: {count} in {secs:.2f}s = {count / secs:.0f}/s")
+    from prometheus_client.parser import text_string_to_metric_families
 
-        log("pipeline: one worker, empty state, backlog already on the input topic")
-        w = Worker(broker.bootstrap, work / "w-data", work / "w.log", {"TOPIC_PREFIX": "pipe-", "APP_ID": "bench"})
-        workers.append(w)
-        w.start()
-        spy = None
-        if args.profile:
-            import subprocess
-
-            spy = subprocess.Popen(["py-spy", "record", "--format", "raw", "-r", "200", "-o", str(out / "profile.txt"),
-                                    "--pid", str(w.process.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        w.wait_ready(timeout=120)
-        got = {}
-        deadline = time.monotonic() + 1800
-        while time.monotonic() < deadline:
-            recs = kafka.read_until(broker.bootstrap, "pipe-" + topics.CUSTOMER_POINT_STATE.name,
-                                    lambda rs: False, timeout=2)
-            got = {r.key.decode(): json.loads(r.value) for r in kafka.latest_by_key(recs).values()}
-            done = sum(scenario.normalize_customer(got.get(c, {})) == e for c, e in expected.items())
-            log(f"  {done}/{len(expected)} customers final")
-            if done == len(expected):
-                break
-        if spy is not None:
-            spy.send_signal(2)
-            spy.wait(30)
-        events = kafka.read_until(broker.bootstrap, "pipe-" + topics.EVENTS.name, lambda rs: False, timeout=3)
-        first_ms = min(r_ts for r_ts in _timestamps(broker.bootstrap, "pipe-" + topics.EVENTS.name))
-        last_ms = max(_timestamps(broker.bootstrap, "pipe-" + topics.CUSTOMER_POINT_STATE.name))
-        secs = (last_ms - first_ms) / 1000
-        results["pipeline_events_per_s"] = round(len(deliveries) / secs, 1)
-        results["accepted_events"] = len(events)
-        results["ratio_pipeline_over_bare"] = round(results["pipeline_events_per_s"] / results["bare_events_per_s"], 3)
-        results["worker_peak_rss_mb"] = round(rss_peak_mb(w.process.pid), 1)
-        log(f"pipeline: {len(deliveries)} in {secs:.2f}s = {len(deliveries) / secs:.0f}/s; "
-            f"ratio {results['ratio_pipeline_over_bare']}; peak RSS {results['worker_peak_rss_mb']} MB")
-        w.stop()
-
-        log("recovery: a second worker with an empty state dir restores the changelogs")
-        r = Worker(broker.bootstrap, work / "r-data", work / "r.log", {"TOPIC_PREFIX": "pipe-", "APP_ID": "bench"})
-        workers.append(r)
-        t0 = time.monotonic()
-        r.start().wait_ready(timeout=600)
-        rec_secs = _recovery_seconds(r.log_tail(50_000_000)) or (time.monotonic() - t0)
-        changelog = sum(len(kafka.read_until(broker.bootstrap, f"bench-{t}-changelog", lambda rs: False, timeout=3))
-                        for t in ("cards", "customers"))
-        results["changelog_records"] = changelog
-        results["recovery_records_per_s"] = round(changelog / rec_secs, 1)
-        log(f"recovery: {changelog} records in {rec_secs:.2f}s = {changelog / rec_secs:.0f}/s")
-    finally:
-        for w in workers:
-            w.stop()
-        broker.stop()
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))
+    with urllib.request.urlopen(worker.url + "/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    out: dict[str, float] = {"max_lag": 0.0}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[s.name] = out.get(s.name, 0.0) + s.value
+            if s.name == "pending_points_consumer_lag":
+                out["max_lag"] = max(out["max_lag"], s.value)
+    return out
 
 
-def _timestamps(bootstrap: str, topic: str) -> list[int]:
-    async def run() -> list[int]:
-        c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
-        await c.start()
-        out: list[int] = []
-        try:
-            while True:
-                batch = await c.getmany(timeout_ms=1500)
-                if not batch:
-                    return out
-                out += [m.timestamp for ms in batch.values() for m in ms]
-        finally:
-            await c.stop()
+def wait_drained(worker: Worker, deliveries: int, timeout: float, label: str) -> None:
+    """Until the worker accounted for every delivery (processed, skipped or dead-lettered) and no lag is left."""
+    deadline = time.monotonic() + timeout
+    last_log = 0.0
+    while True:
+        m = scrape(worker)
+        seen = m.get("pending_points_deliveries_total", 0)
+        if seen >= deliveries and m["max_lag"] == 0:
+            return
+        if time.monotonic() - last_log > 3:
+            log(f"  {label}: {int(seen):,}/{deliveries:,} deliveries read, max lag {int(m['max_lag']):,}")
+            last_log = time.monotonic()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{label}: only {seen} of {deliveries} deliveries after {timeout}s")
+        time.sleep(0.25)
 
-    return asyncio.run(run())
+
+def start_worker(bootstrap: str, work: Path, name: str, prefix: str, **env: str) -> Worker:
+    w = Worker(bootstrap, work / f"{name}-data", work / f"{name}.log", {"TOPIC_PREFIX": prefix, "APP_ID": APP_ID + prefix.rstrip("-"), **env})
+    return w.start()
 
 
 def _recovery_seconds(log_text: str) -> float | None:
@@ -178,6 +185,196 @@ def _recovery_seconds(log_text: str) -> float | None:
     if len(stamps) == 2:
         return max(0.001, stamps["Done reading from changelog topics"] - stamps["Restoring state from changelog topics"])
     return None
+
+
+# --- phases --------------------------------------------------------------------------------------------------
+
+def throughput(bootstrap: str, work: Path, n: int, tag: str, profile: Path | None = None,
+               preseed_entries: int = 0) -> tuple[dict, Worker]:
+    """Bare loop and pipeline on the same N-delivery input. Returns the results and the (running) worker."""
+    sc = simulate.build(seed=99, customers=max(5, n // 30))
+    deliveries = [(d.key, d.value, d.headers) for d in sc.deliveries]
+    res: dict = {"deliveries": len(deliveries), "state_entries_preloaded": preseed_entries}
+    prefix = f"{tag}-"
+    log(f"[{tag}] preloading {len(deliveries):,} deliveries")
+    produce(bootstrap, "bare-" + prefix + topics.WEBHOOKS.name, deliveries)
+    produce(bootstrap, prefix + topics.WEBHOOKS.name, deliveries)
+
+    count, secs = asyncio.run(bare_loop(bootstrap, "bare-" + prefix + topics.WEBHOOKS.name, "bare-" + prefix + "out",
+                                        len(deliveries)))
+    res["bare_events_per_s"] = round(count / secs, 1)
+    log(f"[{tag}] bare loop: {count:,} in {secs:.2f}s = {count / secs:,.0f}/s")
+
+    if preseed_entries:
+        recs = preseed(bootstrap, prefix, preseed_entries)
+        res["preseed_changelog_records"] = recs
+    w = start_worker(bootstrap, work, f"{tag}-w", prefix)
+    spy = None
+    if profile is not None:
+        spy = subprocess.Popen(["py-spy", "record", "--format", "raw", "-r", "200", "-o", str(profile),
+                                "--pid", str(w.process.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    w.wait_ready(timeout=1800)
+    if preseed_entries:
+        rec = _recovery_seconds(w.log_tail(200_000_000))
+        res["preseed_recovery_records_per_s"] = round(res["preseed_changelog_records"] / rec, 1) if rec else None
+        log(f"[{tag}] restored {res['preseed_changelog_records']:,} preloaded card records: "
+            f"{res['preseed_recovery_records_per_s']}/s")
+    ready_ms = time.time() * 1000
+    wait_drained(w, len(deliveries), timeout=3600, label=tag)
+    if spy is not None:
+        spy.send_signal(2)
+        spy.wait(60)
+    last_ms = max(m.timestamp for m in read_all(bootstrap, prefix + topics.CUSTOMER_POINT_STATE.name))
+    secs = (last_ms - ready_ms) / 1000
+    res["pipeline_events_per_s"] = round(len(deliveries) / secs, 1)
+    res["ratio_pipeline_over_bare"] = round(res["pipeline_events_per_s"] / res["bare_events_per_s"], 3)
+    res["worker_peak_rss_mb"] = round(rss_peak_mb(w.process.pid), 1)
+    log(f"[{tag}] pipeline: {len(deliveries):,} in {secs:.2f}s = {len(deliveries) / secs:,.0f}/s; "
+        f"ratio {res['ratio_pipeline_over_bare']}; peak RSS {res['worker_peak_rss_mb']} MB")
+    return res, w
+
+
+def preseed(bootstrap: str, prefix: str, entries: int, per_card: int = 10) -> int:
+    """Write a cards changelog holding `entries` pending entries (10 per card), as the worker itself would."""
+    n_cards = entries // per_card
+    log(f"preloading the cards changelog: {entries:,} entries on {n_cards:,} cards")
+    changelog = f"{APP_ID}{prefix.rstrip('-')}-cards-changelog"
+    asyncio.run(_create_topics(bootstrap, [(changelog, True)]))
+    records = ((key, value, []) for key, value in simulate.preloaded_cards(n_cards, per_card))
+    produce(bootstrap, changelog, records)
+    return n_cards
+
+
+def latency(bootstrap: str, w: Worker, tag: str, rate: float, seconds: float) -> dict:
+    """Offer new deliveries at `rate`/s; end-to-end latency from input record to customer-point-state record."""
+    n = int(rate * seconds)
+    prefix = f"{tag}-"
+    log(f"[{tag}] latency: offering {n:,} deliveries at {rate:,.0f}/s")
+    batch = [(d.key, d.value, d.headers) for d in (simulate.fresh_added("lat", i) for i in range(n))]
+    t0 = time.monotonic()
+    produce(bootstrap, prefix + topics.WEBHOOKS.name, batch, rate=rate)
+    offered = n / (time.monotonic() - t0)
+    base = scrape(w).get("pending_points_deliveries_total", 0)
+    wait_drained(w, int(base), timeout=600, label=f"{tag} latency")
+    sent = {json.loads(m.value)["data"]["pending_points"]["customer_id"]: m.timestamp
+            for m in read_all(bootstrap, prefix + topics.WEBHOOKS.name) if m.key and m.key.startswith(b"v_lat_")}
+    lat = []
+    for m in read_all(bootstrap, prefix + topics.CUSTOMER_POINT_STATE.name):
+        key = m.key.decode()
+        if key in sent:
+            lat.append(m.timestamp - sent.pop(key))
+    lat.sort()
+    q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) >= 2 else [float("nan")] * 99
+    res = {"offered_per_s": round(offered, 1), "latency_samples": len(lat), "missing": len(sent),
+           "latency_p50_ms": round(q[49], 1), "latency_p99_ms": round(q[98], 1), "latency_max_ms": lat[-1] if lat else None}
+    log(f"[{tag}] latency at {offered:,.0f}/s offered: p50 {res['latency_p50_ms']} ms, p99 {res['latency_p99_ms']} ms, "
+        f"max {res['latency_max_ms']} ms ({len(lat):,} samples, {len(sent)} missing)")
+    return res
+
+
+def recovery(bootstrap: str, work: Path, tag: str) -> dict:
+    prefix = f"{tag}-"
+    changelog = sum(len(read_all(bootstrap, f"{APP_ID}{tag}-{t}-changelog")) for t in ("cards", "customers"))
+    r = start_worker(bootstrap, work, f"{tag}-r", prefix)
+    try:
+        t0 = time.monotonic()
+        r.wait_ready(timeout=1800)
+        secs = _recovery_seconds(r.log_tail(200_000_000)) or (time.monotonic() - t0)
+    finally:
+        r.stop()
+    res = {"changelog_records": changelog, "recovery_records_per_s": round(changelog / secs, 1)}
+    log(f"[{tag}] recovery: {changelog:,} changelog records in {secs:.2f}s = {changelog / secs:,.0f}/s")
+    return res
+
+
+# --- growth report -------------------------------------------------------------------------------------------
+
+def write_growth(out: Path, rows: list[dict]) -> None:
+    header = f"{'run':<22}{'deliveries':>11}{'state entries':>15}{'bare/s':>10}{'pipeline/s':>12}{'ratio':>8}{'RSS MB':>9}"
+    lines = [header] + [
+        f"{r['run']:<22}{r['deliveries']:>11,}{r['state_entries_preloaded']:>15,}{r['bare_events_per_s']:>10,.0f}"
+        f"{r['pipeline_events_per_s']:>12,.0f}{r['ratio_pipeline_over_bare']:>8.3f}{r['worker_peak_rss_mb']:>9.0f}"
+        for r in rows
+    ]
+    (out / "growth.txt").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib not installed: growth.png skipped (pip install '.[bench]')")
+        return
+    sized = [r for r in rows if not r["state_entries_preloaded"]]
+    stated = [r for r in rows if r["deliveries"] == sized[0]["deliveries"] or r["state_entries_preloaded"]]
+    fig, ax = plt.subplots(2, 2, figsize=(11, 8))
+    xs = [r["deliveries"] for r in sized]
+    ax[0][0].plot(xs, [r["pipeline_events_per_s"] for r in sized], "o-", label="pipeline")
+    ax[0][0].plot(xs, [r["bare_events_per_s"] for r in sized], "s--", label="bare aiokafka loop")
+    ax[0][0].set(xscale="log", yscale="log", xlabel="deliveries", ylabel="events/s", title="Throughput vs input size")
+    ax[0][0].legend()
+    ax[0][1].plot(xs, [r["worker_peak_rss_mb"] for r in sized], "o-")
+    ax[0][1].set(xscale="log", xlabel="deliveries", ylabel="peak RSS (MB)", title="Worker memory vs input size")
+    labels = [f"{r['state_entries_preloaded']:,} entries" for r in stated]
+    ax[1][0].bar(labels, [r["pipeline_events_per_s"] for r in stated])
+    ax[1][0].set(ylabel="events/s", title=f"Throughput, {stated[0]['deliveries']:,} deliveries, vs state held")
+    ax[1][1].bar(labels, [r["worker_peak_rss_mb"] for r in stated])
+    ax[1][1].set(ylabel="peak RSS (MB)", title="Worker memory vs state held")
+    fig.tight_layout()
+    fig.savefig(out / "growth.png", dpi=90)
+    log(f"wrote {out / 'growth.png'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=20_000, help="deliveries for the throughput run")
+    parser.add_argument("--quick", action="store_true", help="small sizes: proves the benchmark runs (CI)")
+    parser.add_argument("--rate", type=float, default=1000.0, help="offered deliveries/s for the latency run")
+    parser.add_argument("--latency-s", type=float, default=15.0)
+    parser.add_argument("--growth", action="store_true", help="also 10k/50k/200k deliveries and 1M state entries")
+    parser.add_argument("--state-entries", type=int, default=1_000_000)
+    parser.add_argument("--profile", action="store_true", help="py-spy the worker during the throughput run")
+    parser.add_argument("--out", default="bench-out")
+    args = parser.parse_args()
+    if args.quick:
+        args.n, args.rate, args.latency_s, args.state_entries = 2_000, 200.0, 3.0, 20_000
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="bench-"))
+    results: dict = {"command": " ".join(["scripts/bench", *sys.argv[1:]])}
+    broker = embedded_broker.start(log_path=work / "tansu.log")
+    workers: list[Worker] = []
+    try:
+        main_res, w = throughput(broker.bootstrap, work, args.n, "main",
+                                 profile=out / "profile.txt" if args.profile else None)
+        workers.append(w)
+        results.update(main_res)
+        results.update(latency(broker.bootstrap, w, "main", args.rate, args.latency_s))
+        w.stop()
+        results.update(recovery(broker.bootstrap, work, "main"))
+    finally:
+        for w in workers:
+            w.stop()
+        broker.stop()
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+    if args.growth:
+        sizes = (2_000, 5_000) if args.quick else (10_000, 50_000, 200_000)
+        rows = [dict(main_res, run=f"{args.n:,} deliveries (main)")]
+        runs = [(n, 0) for n in sizes] + [(sizes[0], args.state_entries)]
+        for i, (n, state) in enumerate(runs):
+            broker = embedded_broker.start(log_path=work / f"tansu-g{i}.log")  # a fresh broker per run
+            try:
+                res, w = throughput(broker.bootstrap, work, n, f"g{i}", preseed_entries=state)
+                w.stop()
+            finally:
+                broker.stop()
+            rows.append(dict(res, run=f"{n:,} deliveries" + (f", {state:,} entries" if state else "")))
+        rows = rows[1:]
+        (out / "growth.json").write_text(json.dumps(rows, indent=2))
+        write_growth(out, rows)
 
 
 if __name__ == "__main__":

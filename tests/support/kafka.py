@@ -86,3 +86,18 @@ def latest_by_key(records: list[Record]) -> dict[bytes, Record]:
     for r in sorted(records, key=lambda r: (r.partition, r.offset)):
         latest[r.key] = r
     return latest
+
+
+def create_topic(bootstrap: str, name: str, partitions: int, compacted: bool = False) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    async def run() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(name, partitions, 1, topic_configs={
+                "cleanup.policy": "compact" if compacted else "delete"})])
+        finally:
+            await admin.close()
+
+    asyncio.run(run())
