@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import faust
 
 import topics
-from app import end_offsets, logs, no_lost_input
+from app import end_offsets, fetch_wait, logs, no_lost_input
 from app.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -18,6 +18,7 @@ def create_app(settings: Settings) -> faust.App:
         end_offsets.install(settings.kafka_client_kwargs)
     source_topics = {settings.topic_name(t.name) for t in (topics.WEBHOOKS, topics.EVENTS, topics.CARD_UPDATES)}
     no_lost_input.install(source_topics.__contains__)
+    fetch_wait.install(settings.kafka_fetch_max_wait_ms)
     return faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers],

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     # The embedded broker under-reports end offsets after multi-record batches; this replaces forcing one record
     # per batch, which cost two thirds of the produce rate and stalled aiokafka's producer with several workers.
     kafka_verify_end_offsets: bool = True
+    # Longest a consumer fetch waits on the broker for data (see app/fetch_wait.py): each pipeline stage's latency
+    # on brokers that hold fetches for the whole wait; on Apache Kafka only the idle polling rate.
+    kafka_fetch_max_wait_ms: int = Field(20, ge=1, le=5000)
     # Security for managed Kafka: TLS (SSL), SASL (PLAIN or SCRAM) or both (SASL_SSL).
     kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
     kafka_sasl_mechanism: SaslMechanism = "PLAIN"

@@ -265,7 +265,7 @@ def latency(bootstrap: str, w: Worker, tag: str, rate: float, seconds: float) ->
             lat.append(m.timestamp - sent.pop(key))
     lat.sort()
     q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) >= 2 else [float("nan")] * 99
-    res = {"offered_per_s": round(offered, 1), "latency_samples": len(lat), "missing": len(sent),
+    res = {"offered": n, "offered_per_s": round(offered, 1), "latency_samples": len(lat), "missing": len(sent),
            "latency_p50_ms": round(q[49], 1), "latency_p99_ms": round(q[98], 1), "latency_max_ms": lat[-1] if lat else None}
     log(f"[{tag}] latency at {offered:,.0f}/s offered: p50 {res['latency_p50_ms']} ms, p99 {res['latency_p99_ms']} ms, "
         f"max {res['latency_max_ms']} ms ({len(lat):,} samples, {len(sent)} missing)")

@@ -1,0 +1,28 @@
+"""The benchmark still runs end to end at its --quick size (its numbers are reported, never asserted as targets)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_quick__measures_every_figure_and_loses_no_latency_sample(tmp_path):
+    out = tmp_path / "bench"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = json.loads((out / "results.json").read_text())
+    for key in ("bare_events_per_s", "pipeline_events_per_s", "ratio_pipeline_over_bare", "worker_peak_rss_mb",
+                "latency_p50_ms", "latency_p99_ms", "recovery_records_per_s"):
+        assert res[key] > 0, key
+    # every delivery offered in the latency run came out on customer-point-state
+    assert res["missing"] == 0 and res["latency_samples"] == res["offered"] > 0
+    assert res["latency_p50_ms"] <= res["latency_p99_ms"] <= res["latency_max_ms"]
+    assert res["changelog_records"] > 0
