@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from app import metrics
 from app.agents.deadletter import dead_letter
+from app.agents.publish import publish
 from app.logic import cards
 from app.main import activations_topic, app, card_updates_topic, cards_table, events_topic, project_tz
 from app.models import codec
@@ -30,9 +31,9 @@ async def process_cards(stream):
         new, out = cards.apply(card, ev, event.message.offset, project_tz)  # (CardState, CardOutputs)
         ts = event.message.timestamp  # the delivery's, carried along (see ingest)
         for summary in out.summaries:  # re-key: voucher -> customer
-            await card_updates_topic.send(key=summary.customer_id.encode(), value=codec.dump(summary), timestamp=ts)
+            await publish(card_updates_topic, summary.customer_id.encode(), codec.dump(summary), timestamp=ts)
         for joined in out.activations:
-            await activations_topic.send(key=joined.pending_points_id.encode(), value=codec.dump(joined))
+            await publish(activations_topic, joined.pending_points_id.encode(), codec.dump(joined))
         if new is not card or out.replay:
             # Written after the outputs are queued; a replay writes it again so the changelog surely has it.
             cards_table[key] = codec.dump(new)

@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from app import metrics
 from app.agents.deadletter import dead_letter
+from app.agents.publish import publish
 from app.logic import customers
 from app.main import app, card_updates_topic, customer_state_topic, customers_table
 from app.models import codec
@@ -29,7 +30,7 @@ async def process_customers(stream):
         state = codec.load(CustomerState, raw) if raw is not None else None
         new, record = customers.apply(state, summary, event.message.offset)  # (CustomerState, record | None)
         if record is not None:
-            await customer_state_topic.send(key=key, value=codec.dump(record))
+            await publish(customer_state_topic, key, codec.dump(record))
         if new is not state or record is not None:
             customers_table[key] = codec.dump(new)
             metrics.CHANGES.labels("customers", "changed" if new is not state else "replay").inc()

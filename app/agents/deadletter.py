@@ -7,6 +7,7 @@ import faust
 
 import topics
 from app import metrics
+from app.agents.publish import publish
 from app.main import dead_letter_topic
 from app.models.records import DeadLetterReason
 
@@ -28,4 +29,4 @@ async def dead_letter(event: faust.EventT, reason: DeadLetterReason, *, event_ty
         "dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, reason.header()[:200]
     )
     metrics.dead_lettered(reason.code, event_type)
-    await dead_letter_topic.send(key=msg.key, value=msg.value, headers=headers)
+    await publish(dead_letter_topic, msg.key, msg.value, headers=headers)

@@ -6,6 +6,7 @@ import time
 
 from app import metrics
 from app.agents.deadletter import dead_letter
+from app.agents.publish import publish
 from app.logic.decode import Accepted, Rejected, Skipped, decode
 from app.main import app, events_topic, settings, webhooks_topic
 from app.models import codec
@@ -26,9 +27,7 @@ async def ingest(stream):
             ev = outcome.event  # NormalizedEvent
             # Re-key by voucher: every event of one card is then processed in order by one worker. The record
             # keeps the delivery's timestamp, so later stages measure latency from when it was written.
-            await events_topic.send(
-                key=ev.voucher_id.encode(), value=codec.dump(ev), timestamp=event.message.timestamp
-            )
+            await publish(events_topic, ev.voucher_id.encode(), codec.dump(ev), timestamp=event.message.timestamp)
             metrics.delivery(ev.step.value, "processed")
         elif isinstance(outcome, Skipped):
             metrics.skipped(outcome.event_type)
