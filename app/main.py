@@ -80,6 +80,8 @@ activations_topic = _topic(app, settings, topics.ACTIVATIONS)
 # (bytes -> raw, anything else -> json); with str keys the changelog held '"cust_1"' and about half of all view
 # requests went to a worker that did not hold the key. So keys are bytes: ids encoded as UTF-8.
 # cards: voucher id (bytes) -> CardState JSON, co-partitioned with events_topic.
-cards_table = app.Table("cards", key_type=bytes, value_type=bytes, partitions=settings.partitions)
+cards_table = app.Table("cards", key_type=bytes, value_type=bytes, partitions=settings.partitions,
+                        options=settings.rocksdb_options())
 # customers: customer id (bytes) -> CustomerState JSON, co-partitioned with card_updates_topic.
-customers_table = app.Table("customers", key_type=bytes, value_type=bytes, partitions=settings.partitions)
+customers_table = app.Table("customers", key_type=bytes, value_type=bytes, partitions=settings.partitions,
+                            options=settings.rocksdb_options())

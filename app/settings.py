@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     commit_interval_s: float = Field(2.8, gt=0)
     # Warm copies of other workers' table partitions, for fast failover (0 = none).
     table_standby_replicas: int = Field(1, ge=0)
+    # RocksDB memory per table partition (Faust's defaults are 3 x 64 MB write buffers and a 2 GB block cache per
+    # partition, so RSS grew with the data: 120 MB at 10k deliveries, 260 MB at 50k). State lives on disk either way.
+    rocksdb_write_buffer_mb: int = Field(4, ge=1)
+    rocksdb_max_write_buffers: int = Field(2, ge=2)
+    rocksdb_block_cache_mb: int = Field(8, ge=1)
 
     # Domain
     # Voucherify activates pending points at 00:00 in the project's time zone; "early" is judged there.
@@ -98,6 +103,16 @@ class Settings(BaseSettings):
     @property
     def bootstrap_servers(self) -> list[str]:
         return [s.strip() for s in self.kafka_bootstrap_servers.split(",") if s.strip()]
+
+    def rocksdb_options(self) -> dict:
+        """Options for Faust's RocksDB store, per table partition."""
+        mb = 1024 * 1024
+        return {
+            "write_buffer_size": self.rocksdb_write_buffer_mb * mb,
+            "max_write_buffer_number": self.rocksdb_max_write_buffers,
+            "block_cache_size": self.rocksdb_block_cache_mb * mb,
+            "target_file_size_base": 16 * mb,
+        }
 
     def topic_name(self, registry_name: str) -> str:
         """The Kafka name of a registry topic in this deployment."""
