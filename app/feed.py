@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
-import hmac
-import json
 import sys
 import urllib.error
 import urllib.parse
@@ -23,6 +20,8 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 import topics
+from app.logic import intake
+from app.logic.decode import Accepted, decode
 from app.settings import get_settings
 
 SAMPLES = Path(__file__).parent / "samples"
@@ -37,12 +36,11 @@ def sample_deliveries() -> list[tuple[bytes, str]]:
     return [((SAMPLES / name).read_bytes(), etype) for name, etype in SAMPLE_TYPES.items()]
 
 
-def _key(body: bytes) -> bytes | None:
-    doc = json.loads(body)
-    data = doc.get("data", doc) if isinstance(doc, dict) else {}
-    pp = data.get("pending_points") or {}
-    vid = pp.get("voucher_id") or (data.get("voucher") or {}).get("id")
-    return vid.encode() if isinstance(vid, str) else None
+def _key(body: bytes, etype: str | None) -> bytes | None:
+    """The voucher id, as the service itself reads it (None if the delivery is not a valid one)."""
+    headers = {topics.EVENT_TYPE_HEADER: etype.encode()} if etype else {}
+    outcome = decode(body, headers, max_bytes=len(body) + 1)
+    return outcome.event.voucher_id.encode() if isinstance(outcome, Accepted) else None
 
 
 async def produce(client_kwargs: dict, topic: str, deliveries: list[tuple[bytes, str | None]]) -> int:
@@ -51,7 +49,7 @@ async def produce(client_kwargs: dict, topic: str, deliveries: list[tuple[bytes,
     try:
         for body, etype in deliveries:
             headers = [(topics.EVENT_TYPE_HEADER, etype.encode())] if etype else []
-            await producer.send_and_wait(topic, body, key=_key(body), headers=headers)
+            await producer.send_and_wait(topic, body, key=_key(body, etype), headers=headers)
     finally:
         await producer.stop()
     return len(deliveries)
@@ -66,7 +64,7 @@ def post(base_url: str, secret: str | None, deliveries: list[tuple[bytes, str | 
             url += "?" + urllib.parse.urlencode({"type": etype})
         headers = {"Content-Type": "application/json"}
         if secret:
-            headers["x-voucherify-signature"] = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+            headers[intake.SIGNATURE_HEADER] = intake.sign(secret.encode(), body)
         req = urllib.request.Request(url, data=body, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(req, timeout=15) as resp:

@@ -11,6 +11,7 @@ import copy
 import datetime as dt
 import json
 import random
+import re
 from dataclasses import dataclass, field
 
 STEPS = ("added", "updated", "activated", "canceled")
@@ -297,8 +298,6 @@ def fresh_added(tag: str, i: int, at: dt.datetime | None = None, entries_per_car
 def preloaded_cards(n_cards: int, per_card: int = 10, tag: str = "seed"):
     """(voucher id, CardState JSON) for `n_cards` cards of `per_card` pending entries each, as the `cards` table
     holds them: for filling a changelog directly (benchmarks of large state, recovery tests)."""
-    import re
-
     from app.logic import cards
     from app.logic.decode import decode
     from app.models import codec

@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -35,10 +34,13 @@ import topics  # noqa: E402
 from app import embedded_broker, simulate  # noqa: E402
 from app.logic.decode import Accepted, decode  # noqa: E402
 from app.models import codec  # noqa: E402
+from tests.integration import helpers  # noqa: E402  (scrape: GET /metrics parsed)
+from tests.support import kafka  # noqa: E402
 from tests.support.workers import Worker  # noqa: E402
 
 PARTITIONS = 4
 APP_ID = "bench"
+DELIVERIES = "pending_points_deliveries_total"
 
 
 def log(msg: str) -> None:
@@ -91,16 +93,6 @@ def read_all(bootstrap: str, topic: str, idle_s: float = 2.0) -> list:
     return asyncio.run(run())
 
 
-async def _create_topics(bootstrap: str, names: list[tuple[str, bool]]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(n, PARTITIONS, 1, topic_configs={"cleanup.policy": "compact"} if c else {})
-                                   for n, c in names])
-    finally:
-        await admin.close()
-
-
 # --- the reference -------------------------------------------------------------------------------------------
 
 async def bare_loop(bootstrap: str, src: str, dst: str, n: int) -> tuple[int, float]:
@@ -136,34 +128,18 @@ def rss_peak_mb(pid: int) -> float:
     return int(re.search(r"VmHWM:\s+(\d+)", text).group(1)) / 1024
 
 
-def scrape(worker: Worker) -> dict[str, float]:
-    """Sums by metric name, plus the max consumer lag."""
-    import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(worker.url + "/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    out: dict[str, float] = {"max_lag": 0.0}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[s.name] = out.get(s.name, 0.0) + s.value
-            if s.name == "pending_points_consumer_lag":
-                out["max_lag"] = max(out["max_lag"], s.value)
-    return out
-
-
 def wait_drained(worker: Worker, deliveries: int, timeout: float, label: str) -> None:
     """Until the worker accounted for every delivery (processed, skipped or dead-lettered) and no lag is left."""
     deadline = time.monotonic() + timeout
     last_log = 0.0
     while True:
-        m = scrape(worker)
-        seen = m.get("pending_points_deliveries_total", 0)
-        if seen >= deliveries and m["max_lag"] == 0:
+        m = helpers.scrape(worker)
+        seen = helpers.metric_sum(m, DELIVERIES)
+        max_lag = max((v for (name, _), v in m.items() if name == "pending_points_consumer_lag"), default=0.0)
+        if seen >= deliveries and max_lag == 0:
             return
         if time.monotonic() - last_log > 3:
-            log(f"  {label}: {int(seen):,}/{deliveries:,} deliveries read, max lag {int(m['max_lag']):,}")
+            log(f"  {label}: {int(seen):,}/{deliveries:,} deliveries read, max lag {int(max_lag):,}")
             last_log = time.monotonic()
         if time.monotonic() > deadline:
             raise TimeoutError(f"{label}: only {seen} of {deliveries} deliveries after {timeout}s")
@@ -239,7 +215,7 @@ def preseed(bootstrap: str, prefix: str, entries: int, per_card: int = 10) -> in
     n_cards = entries // per_card
     log(f"preloading the cards changelog: {entries:,} entries on {n_cards:,} cards")
     changelog = f"{APP_ID}{prefix.rstrip('-')}-cards-changelog"
-    asyncio.run(_create_topics(bootstrap, [(changelog, True)]))
+    kafka.create_topic(bootstrap, changelog, PARTITIONS, compacted=True)
     records = ((key, value, []) for key, value in simulate.preloaded_cards(n_cards, per_card))
     produce(bootstrap, changelog, records)
     return n_cards
@@ -254,7 +230,7 @@ def latency(bootstrap: str, w: Worker, tag: str, rate: float, seconds: float) ->
     t0 = time.monotonic()
     produce(bootstrap, prefix + topics.WEBHOOKS.name, batch, rate=rate)
     offered = n / (time.monotonic() - t0)
-    base = scrape(w).get("pending_points_deliveries_total", 0)
+    base = helpers.metric_sum(helpers.scrape(w), DELIVERIES)
     wait_drained(w, int(base), timeout=600, label=f"{tag} latency")
     sent = {json.loads(m.value)["data"]["pending_points"]["customer_id"]: m.timestamp
             for m in read_all(bootstrap, prefix + topics.WEBHOOKS.name) if m.key and m.key.startswith(b"v_lat_")}

@@ -81,7 +81,7 @@ def decode(value: bytes | None, headers: Mapping[str, bytes | None], *, max_byte
         return _reject("empty", "record has no value")
     if len(value) > max_bytes:
         return _reject("too_large", f"value is {len(value)} bytes, limit {max_bytes}")
-    header_type = _header_type(headers)
+    header_type = _header_type(headers)  # a bad header is reported before a bad body, as it always was
     if isinstance(header_type, Rejected):
         return header_type
     try:
@@ -89,6 +89,14 @@ def decode(value: bytes | None, headers: Mapping[str, bytes | None], *, max_byte
     except ValueError as exc:
         # Not UTF-8, not JSON, or nested past the parser's recursion limit.
         return _reject("invalid_json", str(exc)[:300])
+    return decode_parsed(body, headers)
+
+
+def decode_parsed(body: Any, headers: Mapping[str, bytes | None]) -> Decoded:
+    """`decode` for a delivery whose JSON is already parsed (the webhook endpoint parses it to check signatures)."""
+    header_type = _header_type(headers)
+    if isinstance(header_type, Rejected):
+        return header_type
     if not isinstance(body, dict):
         return _reject("not_an_object", f"JSON value is a {type(body).__name__}, expected an object")
 
