@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
@@ -44,8 +45,12 @@ def _owner_key(owner: Owner) -> tuple:
     return (tuple(t or _MIN for t in owner.stamp), owner.customer_id, owner.campaign_id or "")
 
 
-def _snapshot_key(snapshot) -> tuple:
-    return (snapshot.as_of or _MIN, snapshot.occurred_at or _MIN, snapshot.model_dump_json())
+def _snapshot_newer(a, b) -> bool:
+    """Order of card snapshots: newer `as_of`, then event time, then content (serialised only on a tie)."""
+    ka, kb = (a.as_of or _MIN, a.occurred_at or _MIN), (b.as_of or _MIN, b.occurred_at or _MIN)
+    if ka != kb:
+        return ka > kb
+    return a is not b and a.model_dump_json() > b.model_dump_json()
 
 
 def _merge(card: CardState | None, event: NormalizedEvent) -> CardState:
@@ -55,7 +60,7 @@ def _merge(card: CardState | None, event: NormalizedEvent) -> CardState:
     updates: dict = {}
     if _owner_key(owner) > _owner_key(card.owner):
         updates["owner"] = owner
-    if event.card is not None and (card.snapshot is None or _snapshot_key(event.card) > _snapshot_key(card.snapshot)):
+    if event.card is not None and (card.snapshot is None or _snapshot_newer(event.card, card.snapshot)):
         updates["snapshot"] = event.card
     entry = card.entries.get(event.entry_id) or EntryState(id=event.entry_id)
     merged = entries.merge(entry, event.step, event.observation)
@@ -65,48 +70,65 @@ def _merge(card: CardState | None, event: NormalizedEvent) -> CardState:
 
 
 def apply(card: CardState | None, event: NormalizedEvent, offset: int, tz: ZoneInfo) -> tuple[CardState, CardOutputs]:
-    """Fold one event into the card.
+    """Fold one event into the card (a batch of one)."""
+    return apply_batch(card, [(event, offset)], tz)
 
-    Publishes only what changed. A record at or below `last_offset` is a replay after a crash (its state change
-    is already in the changelog, but its outputs may not have reached the broker), so the outputs it would
-    have produced are derived from the current state and published again.
+
+def apply_batch(
+    card: CardState | None, items: Sequence[tuple[NormalizedEvent, int]], tz: ZoneInfo
+) -> tuple[CardState, CardOutputs]:
+    """Fold this card's events, in offset order, into the card; return the new state and what to publish.
+
+    The state is folded event by event (the version counts state-changing events, so it does not depend on how
+    the input was cut into batches, and a card reprocessed after a crash gets the same versions again). The
+    outputs are derived once, from the state before and after the batch: one summary per card, one join per
+    entry, whatever the batch size. A record at or below `last_offset` is a replay after a crash (its state
+    change is already in the changelog, but its outputs may not have reached the broker), so the outputs it
+    would have produced are derived from the current state and published again.
     """
+    if not items:
+        raise ValueError("apply_batch needs at least one event")
     outputs = CardOutputs()
-    if card is not None and offset <= card.last_offset:
-        outputs.replay = True
-        outputs.summaries.append(summary(card))
-        joined = card.entries.get(event.entry_id)
-        act = entries.activation(joined, card.voucher_id, tz) if joined else None
-        if act is not None:
-            outputs.activations.append(act)
+    first_offset = card.last_offset if card is not None else -1
+    new = card
+    touched: dict[str, bool] = {}  # entry id -> replayed (ordered: outputs follow arrival order)
+    for event, offset in items:
+        if offset <= first_offset:
+            outputs.replay = True
+            touched[event.entry_id] = True
+            continue
+        merged = _merge(new, event)
+        if merged is not new:
+            new = merged.model_copy(update={"version": merged.version + 1, "last_offset": offset})
+            touched.setdefault(event.entry_id, False)
+    if new is None:  # only replays of a card we do not hold: impossible unless the table lost it
+        raise ValueError("replayed events for a card that is not in the table")
+    if new is card and not outputs.replay:
         return card, outputs
 
-    new = _merge(card, event)
-    if new is card:
-        return card, outputs
-    new = new.model_copy(update={"version": new.version + 1, "last_offset": offset})
+    new_facts = _facts(new)
+    if card is None or outputs.replay:
+        outputs.summaries.append(_summary(new, new_facts))
+    else:
+        old_facts = _facts(card)
+        if card.owner.customer_id != new.owner.customer_id:
+            # The card changed hands: the previous owner must stop counting it.
+            removed = _summary(card, old_facts).model_copy(update={"version": new.version, "removed": True})
+            outputs.summaries.append(removed)
+        if old_facts != new_facts:
+            outputs.summaries.append(_summary(new, new_facts))
 
-    old_summary = summary(card) if card is not None else None
-    new_summary = summary(new)
-    if card is not None and card.owner.customer_id != new.owner.customer_id:
-        # The card changed hands: the previous owner must stop counting it.
-        outputs.summaries.append(old_summary.model_copy(update={"version": new.version, "removed": True}))
-    if old_summary is None or _differs(old_summary, new_summary):
-        outputs.summaries.append(new_summary)
-
-    old_entry = card.entries.get(event.entry_id) if card is not None else None
-    new_act = entries.activation(new.entries[event.entry_id], new.voucher_id, tz)
-    old_act = entries.activation(old_entry, new.voucher_id, tz) if old_entry is not None else None
-    if new_act is not None and new_act != old_act:
-        outputs.activations.append(new_act)
+    for entry_id, replayed in touched.items():
+        new_act = entries.activation(new.entries[entry_id], new.voucher_id, tz) if entry_id in new.entries else None
+        if new_act is None:
+            continue
+        old_entry = card.entries.get(entry_id) if card is not None and not replayed else None
+        if replayed or old_entry is None or new_act != entries.activation(old_entry, new.voucher_id, tz):
+            outputs.activations.append(new_act)
     return new, outputs
 
 
-def _differs(a: CardSummary, b: CardSummary) -> bool:
-    return a.customer_id != b.customer_id or a.points != b.points or a.updated_at != b.updated_at
-
-
-def _totals(card: CardState) -> tuple[int, int, int, NextActivation | None]:
+def _totals(card: CardState) -> tuple[int, int, int, tuple[dt.date, int] | None]:
     pending = activated = canceled = 0
     due: dict[dt.date, int] = {}
     for entry in card.entries.values():
@@ -123,7 +145,7 @@ def _totals(card: CardState) -> tuple[int, int, int, NextActivation | None]:
     nxt = None
     if due:
         day = min(due)
-        nxt = NextActivation(date=day, points=due[day])
+        nxt = (day, due[day])
     return pending, activated, canceled, nxt
 
 
@@ -139,34 +161,43 @@ def _updated_at(card: CardState) -> dt.datetime | None:
     return max(stamps) if stamps else None
 
 
-def _card_view(card: CardState) -> CardView | None:
+def _facts(card: CardState) -> tuple:
+    """Everything a card's summary says except its version, as plain values: comparing two cards' facts is
+    how a batch decides whether to publish, without building the models."""
     s = card.snapshot
-    if s is None:
-        return None
-    return CardView(points=s.points, balance=s.balance, pending_points=s.pending_points)
+    snapshot = (s.points, s.balance, s.pending_points) if s is not None else None
+    return (card.owner.customer_id, card.owner.campaign_id, _totals(card), snapshot, _updated_at(card))
 
 
-def voucher_points(card: CardState) -> VoucherPoints:
-    pending, activated, canceled, nxt = _totals(card)
+def _voucher_points(card: CardState, facts: tuple) -> VoucherPoints:
+    _customer, campaign_id, (pending, activated, canceled, nxt), snapshot, _updated = facts
     return VoucherPoints(
         voucher_id=card.voucher_id,
-        campaign_id=card.owner.campaign_id,
+        campaign_id=campaign_id,
         pending_points=pending,
         activated_points=activated,
         canceled_points=canceled,
-        next_activation=nxt,
-        card=_card_view(card),
+        next_activation=NextActivation(date=nxt[0], points=nxt[1]) if nxt is not None else None,
+        card=CardView(points=snapshot[0], balance=snapshot[1], pending_points=snapshot[2]) if snapshot else None,
     )
+
+
+def _summary(card: CardState, facts: tuple) -> CardSummary:
+    return CardSummary(
+        customer_id=facts[0],
+        voucher_id=card.voucher_id,
+        version=card.version,
+        points=_voucher_points(card, facts),
+        updated_at=facts[4],
+    )
+
+
+def voucher_points(card: CardState) -> VoucherPoints:
+    return _voucher_points(card, _facts(card))
 
 
 def summary(card: CardState) -> CardSummary:
-    return CardSummary(
-        customer_id=card.owner.customer_id,
-        voucher_id=card.voucher_id,
-        version=card.version,
-        points=voucher_points(card),
-        updated_at=_updated_at(card),
-    )
+    return _summary(card, _facts(card))
 
 
 def view(card: CardState) -> VoucherView:

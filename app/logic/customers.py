@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from app.models.records import CardSummary, CustomerPointState, CustomerState, NextActivation
 
@@ -9,30 +10,46 @@ from app.models.records import CardSummary, CustomerPointState, CustomerState, N
 def apply(
     state: CustomerState | None, card: CardSummary, offset: int
 ) -> tuple[CustomerState, CustomerPointState | None]:
-    """Fold one card summary in; return the new state and the record to publish, if any.
+    """Fold one card summary in (a batch of one)."""
+    return apply_batch(state, [(card, offset)])
 
-    Summaries carry the card's version, so a stale or duplicate summary changes nothing. A record at or below
-    `last_offset` is a replay after a crash and publishes the current record again.
+
+def apply_batch(
+    state: CustomerState | None, items: Sequence[tuple[CardSummary, int]]
+) -> tuple[CustomerState, CustomerPointState | None]:
+    """Fold this customer's card summaries, in offset order; return the new state and the record to publish.
+
+    Summaries carry the card's version, so a stale or duplicate summary changes nothing. The record is derived
+    once per batch, from the state after it, and published only if it differs from the one before. A record at
+    or below `last_offset` is a replay after a crash and publishes the current record again.
     """
-    if state is not None and offset <= state.last_offset:
-        return state, record(state)
-    if state is None:
-        state = CustomerState(customer_id=card.customer_id)
-    known = state.cards.get(card.voucher_id)
-    if known is not None and known.version >= card.version:
-        return state, None
-    if card.removed and known is None:
-        return state, None
-    cards = dict(state.cards)
-    if card.removed:
-        del cards[card.voucher_id]
-    else:
-        cards[card.voucher_id] = card
-    new = state.model_copy(update={"cards": cards, "last_offset": offset})
-    before, after = record(state), record(new)
-    if known is not None and before == after:
+    if not items:
+        raise ValueError("apply_batch needs at least one summary")
+    first_offset = state.last_offset if state is not None else -1
+    new = state if state is not None else CustomerState(customer_id=items[0][0].customer_id)
+    replay = changed = False
+    for card, offset in items:
+        if offset <= first_offset:
+            replay = True
+            continue
+        known = new.cards.get(card.voucher_id)
+        if known is not None and known.version >= card.version:
+            continue
+        if card.removed and known is None:
+            continue
+        cards = dict(new.cards)
+        if card.removed:
+            del cards[card.voucher_id]
+        else:
+            cards[card.voucher_id] = card
+        new = new.model_copy(update={"cards": cards, "last_offset": offset})
+        changed = True
+    if replay:
+        return new, record(new)
+    if not changed:
         return new, None
-    return new, after
+    after = record(new)
+    return new, after if state is None or record(state) != after else None
 
 
 def record(state: CustomerState) -> CustomerPointState:

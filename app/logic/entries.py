@@ -15,16 +15,32 @@ def observation_key(obs: Observation) -> tuple:
     The content tie-break makes the choice deterministic when timestamps are equal or absent, so the merge
     does not depend on arrival order.
     """
-    return (
-        obs.updated_at or _MIN,
-        obs.created_at or _MIN,
-        obs.occurred_at or _MIN,
-        obs.model_dump_json(),
-    )
+    return (*_time_key(obs), obs.model_dump_json())
+
+
+def _time_key(obs: Observation) -> tuple:
+    return (obs.updated_at or _MIN, obs.created_at or _MIN, obs.occurred_at or _MIN)
+
+
+def later(a: Observation, b: Observation) -> bool:
+    """`observation_key(a) > observation_key(b)`, serialising only when the timestamps tie (the hot path)."""
+    ka, kb = _time_key(a), _time_key(b)
+    if ka != kb:
+        return ka > kb
+    return a is not b and a.model_dump_json() > b.model_dump_json()
+
+
+def newest(*observations: Observation) -> Observation:
+    """The greatest under `observation_key` (the first of equals)."""
+    best = observations[0]
+    for obs in observations[1:]:
+        if later(obs, best):
+            best = obs
+    return best
 
 
 def _newer(current: Observation | None, candidate: Observation) -> Observation:
-    if current is None or observation_key(candidate) > observation_key(current):
+    if current is None or later(candidate, current):
         return candidate
     return current
 
@@ -54,13 +70,13 @@ def _latest_pending(entry: EntryState) -> Observation | None:
         return entry.updated
     if entry.updated is None:
         return entry.added
-    return max(entry.added, entry.updated, key=observation_key)
+    return newest(entry.added, entry.updated)
 
 
 def _descriptor(entry: EntryState) -> Observation:
     """The newest observation of any step: source of descriptive fields (order, campaign, activates_at)."""
     seen = [o for o in (entry.added, entry.updated, entry.activated, entry.canceled) if o is not None]
-    return max(seen, key=observation_key)
+    return newest(*seen)
 
 
 def points(entry: EntryState) -> int:

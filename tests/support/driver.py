@@ -31,15 +31,28 @@ class Driver:
             self.feed_event(outcome.event)
 
     def feed_event(self, ev: NormalizedEvent) -> None:
-        self._offset += 1
-        card, out = cards.apply(self.cards.get(ev.voucher_id), ev, self._offset, self.tz)
-        self.cards[ev.voucher_id] = card
-        for a in out.activations:
-            self.activations[a.pending_points_id] = json.loads(codec.dump(a))
-        for summary in out.summaries:
+        self.feed_batch([ev])
+
+    def feed_batch(self, events: list[NormalizedEvent]) -> None:
+        """One batch through both stages, grouped by key as the agents group a batch taken from a partition."""
+        by_card: dict[str, list] = {}
+        for ev in events:
             self._offset += 1
-            state, record = customers.apply(self.customers.get(summary.customer_id), summary, self._offset)
-            self.customers[summary.customer_id] = state
+            by_card.setdefault(ev.voucher_id, []).append((ev, self._offset))
+        summaries = []
+        for voucher_id, items in by_card.items():
+            card, out = cards.apply_batch(self.cards.get(voucher_id), items, self.tz)
+            self.cards[voucher_id] = card
+            for a in out.activations:
+                self.activations[a.pending_points_id] = json.loads(codec.dump(a))
+            summaries += out.summaries
+        by_customer: dict[str, list] = {}
+        for summary in summaries:
+            self._offset += 1
+            by_customer.setdefault(summary.customer_id, []).append((summary, self._offset))
+        for customer_id, items in by_customer.items():
+            state, record = customers.apply_batch(self.customers.get(customer_id), items)
+            self.customers[customer_id] = state
             if record is not None:
                 self.published += 1
-                self.customer_records[summary.customer_id] = json.loads(codec.dump(record))
+                self.customer_records[customer_id] = json.loads(codec.dump(record))
