@@ -5,6 +5,8 @@ are read from Faust when scraped (`collect_state`), so they cost nothing between
 """
 from __future__ import annotations
 
+import functools
+import time
 from collections import Counter
 from typing import Callable, Iterable
 
@@ -39,6 +41,12 @@ PROCESSING_SECONDS = Histogram(
     ["stage"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
     registry=REGISTRY,
 )
+BATCH_RECORDS = Histogram(
+    PREFIX + "batch_records",
+    "Records per batch an agent took from its input (STREAM_BATCH_MAX caps it)",
+    ["stage"], buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000),
+    registry=REGISTRY,
+)
 CHANGES = PromCounter(
     PREFIX + "state_writes", "Table writes by table and kind (changed, replay, unchanged)",
     ["table", "kind"], registry=REGISTRY,
@@ -48,8 +56,28 @@ CHANGES = PromCounter(
 _skipped_types: Counter[str] = Counter()
 
 
+@functools.lru_cache(maxsize=None)  # label values are few (steps, stages, outcomes); .labels() costs a lock
+def _child(metric, *labels: str):
+    return metric.labels(*labels)
+
+
 def delivery(event_type: str, outcome: str) -> None:
-    DELIVERIES.labels(event_type, outcome).inc()
+    _child(DELIVERIES, event_type, outcome).inc()
+
+
+def stage_done(stage: str, timestamps: Iterable[float]) -> None:
+    """A stage finished these records: time from each delivery being written to the input topic until now."""
+    child, now = _child(PROCESSING_SECONDS, stage), time.time()
+    for ts in timestamps:
+        child.observe(max(now - ts, 0.0))
+
+
+def change(table: str, kind: str) -> None:
+    _child(CHANGES, table, kind).inc()
+
+
+def batch(stage: str, records: int) -> None:
+    _child(BATCH_RECORDS, stage).observe(records)
 
 
 def skipped(event_type: str) -> None:

@@ -73,6 +73,14 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(2.0, gt=0)
     rebalance_timeout_s: float = Field(20.0, gt=0)
     commit_interval_s: float = Field(2.8, gt=0)
+    # Each agent takes its input in batches: up to this many records, or what arrived within the window. Events
+    # of one key in a batch are folded into one table write and one output record. Larger batches: more
+    # throughput under load; the window adds at most that much latency per stage when the input is sparse.
+    stream_batch_max: int = Field(500, ge=1)
+    stream_batch_within_ms: float = Field(10.0, gt=0)
+    # Before Faust starts, bring the local tables up to their changelogs with a plain consumer (app/restore.py):
+    # several times faster than Faust's own recovery, which then only reads what was written since.
+    bulk_restore: bool = True
     # Warm copies of other workers' table partitions, for fast failover (0 = none).
     table_standby_replicas: int = Field(1, ge=0)
     # RocksDB memory per table partition (Faust's defaults are 3 x 64 MB write buffers and a 2 GB block cache per

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import logging
-import time
 
 from pydantic import ValidationError
 
 from app import metrics
+from app.agents.batches import by_key, take
 from app.agents.deadletter import dead_letter
 from app.agents.publish import publish
 from app.logic import cards
@@ -19,25 +19,28 @@ logger = logging.getLogger(__name__)
 
 @app.agent(events_topic, name="cards")
 async def process_cards(stream):
-    async for event in stream.events():  # (voucher_id, NormalizedEvent)
-        try:
-            ev = codec.load(NormalizedEvent, event.value)
-        except ValidationError as exc:
-            await dead_letter(event, DeadLetterReason(code="invalid_internal_record", detail=str(exc)[:300]))
-            continue
-        key = ev.voucher_id.encode()
-        raw = cards_table.get(key)
-        card = codec.load(CardState, raw) if raw is not None else None
-        new, out = cards.apply(card, ev, event.message.offset, project_tz)  # (CardState, CardOutputs)
-        ts = event.message.timestamp  # the delivery's, carried along (see ingest)
-        for summary in out.summaries:  # re-key: voucher -> customer
-            await publish(card_updates_topic, summary.customer_id.encode(), codec.dump(summary), timestamp=ts)
-        for joined in out.activations:
-            await publish(activations_topic, joined.pending_points_id.encode(), codec.dump(joined))
-        if new is not card or out.replay:
-            # Written after the outputs are queued; a replay writes it again so the changelog surely has it.
-            cards_table[key] = codec.dump(new)
-            metrics.CHANGES.labels("cards", "replay" if out.replay else "changed").inc()
-        else:
-            metrics.CHANGES.labels("cards", "unchanged").inc()
-        metrics.PROCESSING_SECONDS.labels("cards").observe(max(time.time() - ts, 0.0))
+    async for batch in take(stream, "cards"):  # (voucher_id, NormalizedEvent) records
+        valid = []
+        for event in batch:
+            try:
+                ev = codec.load(NormalizedEvent, event.value)
+            except ValidationError as exc:
+                await dead_letter(event, DeadLetterReason(code="invalid_internal_record", detail=str(exc)[:300]))
+                continue
+            valid.append((ev.voucher_id.encode(), ev, event))
+        for key, group in by_key(valid):  # one table read and write per card per batch
+            raw = cards_table.get(key)
+            card = codec.load(CardState, raw) if raw is not None else None
+            new, out = cards.apply_batch(card, [(ev, event.message.offset) for ev, event in group], project_tz)
+            ts = group[-1][1].message.timestamp  # the newest delivery's, carried along (see ingest)
+            for summary in out.summaries:  # re-key: voucher -> customer
+                await publish(card_updates_topic, summary.customer_id.encode(), codec.dump(summary), timestamp=ts)
+            for joined in out.activations:
+                await publish(activations_topic, joined.pending_points_id.encode(), codec.dump(joined))
+            if new is not card or out.replay:
+                # Written after the outputs are queued; a replay writes it again so the changelog surely has it.
+                cards_table[key] = codec.dump(new)
+                metrics.change("cards", "replay" if out.replay else "changed")
+            else:
+                metrics.change("cards", "unchanged")
+        metrics.stage_done("cards", (event.message.timestamp for event in batch))

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import logging
-import time
 
 from pydantic import ValidationError
 
 from app import metrics
+from app.agents.batches import by_key, take
 from app.agents.deadletter import dead_letter
 from app.agents.publish import publish
 from app.logic import customers
@@ -19,22 +19,25 @@ logger = logging.getLogger(__name__)
 
 @app.agent(card_updates_topic, name="customers")
 async def process_customers(stream):
-    async for event in stream.events():  # (customer_id, CardSummary)
-        try:
-            summary = codec.load(CardSummary, event.value)
-        except ValidationError as exc:
-            await dead_letter(event, DeadLetterReason(code="invalid_internal_record", detail=str(exc)[:300]))
-            continue
-        key = summary.customer_id.encode()
-        raw = customers_table.get(key)
-        state = codec.load(CustomerState, raw) if raw is not None else None
-        new, record = customers.apply(state, summary, event.message.offset)  # (CustomerState, record | None)
-        if record is not None:
-            await publish(customer_state_topic, key, codec.dump(record))
-        if new is not state or record is not None:
-            customers_table[key] = codec.dump(new)
-            metrics.CHANGES.labels("customers", "changed" if new is not state else "replay").inc()
-        else:
-            metrics.CHANGES.labels("customers", "unchanged").inc()
+    async for batch in take(stream, "customers"):  # (customer_id, CardSummary) records
+        valid = []
+        for event in batch:
+            try:
+                summary = codec.load(CardSummary, event.value)
+            except ValidationError as exc:
+                await dead_letter(event, DeadLetterReason(code="invalid_internal_record", detail=str(exc)[:300]))
+                continue
+            valid.append((summary.customer_id.encode(), summary, event))
+        for key, group in by_key(valid):  # one table read and write, one record per customer per batch
+            raw = customers_table.get(key)
+            state = codec.load(CustomerState, raw) if raw is not None else None
+            new, record = customers.apply_batch(state, [(s, event.message.offset) for s, event in group])
+            if record is not None:
+                await publish(customer_state_topic, key, codec.dump(record))
+            if new is not state or record is not None:
+                customers_table[key] = codec.dump(new)
+                metrics.change("customers", "changed" if new is not state else "replay")
+            else:
+                metrics.change("customers", "unchanged")
         # End to end: from the delivery being written to the input topic to its customer-point-state update.
-        metrics.PROCESSING_SECONDS.labels("customers").observe(max(time.time() - event.message.timestamp, 0.0))
+        metrics.stage_done("customers", (event.message.timestamp for event in batch))

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import logging
-import time
 
 from app import metrics
+from app.agents.batches import take
 from app.agents.deadletter import dead_letter
 from app.agents.publish import publish
 from app.logic.decode import Accepted, Rejected, Skipped, decode
@@ -17,21 +17,27 @@ logger = logging.getLogger(__name__)
 
 @app.agent(webhooks_topic, name="ingest")
 async def ingest(stream):
-    async for event in stream.events():  # raw delivery bytes
-        try:
-            outcome = decode(event.value, event.headers, max_bytes=settings.max_delivery_bytes)
-        except Exception as exc:  # decode is total; this guards the partition against a bug in it
-            logger.exception("decode failed")
-            outcome = Rejected(DeadLetterReason(code="internal_error", detail=repr(exc)[:300]))
-        if isinstance(outcome, Accepted):
-            ev = outcome.event  # NormalizedEvent
-            # Re-key by voucher: every event of one card is then processed in order by one worker. The record
-            # keeps the delivery's timestamp, so later stages measure latency from when it was written.
-            await publish(events_topic, ev.voucher_id.encode(), codec.dump(ev), timestamp=event.message.timestamp)
-            metrics.delivery(ev.step.value, "processed")
-        elif isinstance(outcome, Skipped):
-            metrics.skipped(outcome.event_type)
-            logger.debug("skipped unsupported event type %r", outcome.event_type)
-        else:
-            await dead_letter(event, outcome.reason, event_type=outcome.event_type or "unknown")
-        metrics.PROCESSING_SECONDS.labels("ingest").observe(max(time.time() - event.message.timestamp, 0.0))
+    async for batch in take(stream, "ingest"):  # raw delivery bytes
+        for event in batch:
+            await _one(event)
+        metrics.stage_done("ingest", (event.message.timestamp for event in batch))
+
+
+async def _one(event) -> None:
+    """Validate one delivery; re-key it by voucher, or skip it, or dead-letter it."""
+    try:
+        outcome = decode(event.value, event.headers, max_bytes=settings.max_delivery_bytes)
+    except Exception as exc:  # decode is total; this guards the partition against a bug in it
+        logger.exception("decode failed")
+        outcome = Rejected(DeadLetterReason(code="internal_error", detail=repr(exc)[:300]))
+    if isinstance(outcome, Accepted):
+        ev = outcome.event  # NormalizedEvent
+        # Re-key by voucher: every event of one card is then processed in order by one worker. The record
+        # keeps the delivery's timestamp, so later stages measure latency from when it was written.
+        await publish(events_topic, ev.voucher_id.encode(), codec.dump(ev), timestamp=event.message.timestamp)
+        metrics.delivery(ev.step.value, "processed")
+    elif isinstance(outcome, Skipped):
+        metrics.skipped(outcome.event_type)
+        logger.debug("skipped unsupported event type %r", outcome.event_type)
+    else:
+        await dead_letter(event, outcome.reason, event_type=outcome.event_type or "unknown")

@@ -1,0 +1,87 @@
+"""Taking an agent's input in batches, and grouping a batch by key with the right event current for each group.
+
+Each stage folds a batch per key: one table read and write and one output record per key per batch, instead of
+per record. Faust routes a table write (its changelog partition and its RocksDB partition) by the *current
+event*, a context variable set while a stream is iterated one event at a time. `take_events` fills its buffer
+in another task, so in the agent that variable is stale: each key's group is processed with its own last event
+made current, which is an event of that key's partition.
+"""
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import TypeVar
+
+import faust
+from faust import streams
+
+from app import metrics
+from app.main import settings
+
+T = TypeVar("T")
+
+
+async def take(stream: faust.StreamT, stage: str) -> AsyncIterator[Sequence[faust.EventT]]:
+    """Batches of this stream's events: up to STREAM_BATCH_MAX records, or what arrived within
+    STREAM_BATCH_WITHIN_MS.
+
+    Faust's `Stream.take_events`, except that a batch is acknowledged (its offsets become committable) only
+    after the agent finished it: `take_events` acknowledges in a `finally`, so an agent failing inside a batch
+    would let the worker commit records it never processed. Here they are read again (every stage is idempotent).
+    """
+    max_ = settings.stream_batch_max
+    within = settings.stream_batch_within_ms / 1000.0
+    events: list[faust.EventT] = []
+    full = asyncio.Event()
+    accepting = asyncio.Event()  # cleared while a full batch waits: never more than max_ per batch
+    accepting.set()
+
+    async def add_to_buffer(value):
+        # Runs in the stream's passive drainer for each record, right after it set `stream.current_event`.
+        if not accepting.is_set():
+            await stream.wait(accepting)
+        event = stream.current_event
+        if event is None:
+            raise RuntimeError("take: no current event")
+        events.append(event)
+        if len(events) >= max_:
+            full.set()
+            accepting.clear()
+        return value
+
+    enable_acks = stream.enable_acks
+    stream.enable_acks = False  # acknowledged below
+    stream.add_processor(add_to_buffer)
+    stream._enable_passive(aiter(stream.channel))
+    try:
+        while not stream.should_stop:
+            await stream.wait_for_stopped(full, timeout=within)
+            if not events:
+                continue
+            batch = list(events)
+            events.clear()
+            full.clear()
+            metrics.batch(stage, len(batch))
+            yield batch
+            for event in batch:
+                await stream.ack(event)
+            accepting.set()
+    finally:
+        stream.enable_acks = enable_acks
+        stream._processors.remove(add_to_buffer)
+
+
+def by_key(items: Sequence[tuple[bytes, T, faust.EventT]]) -> Iterator[tuple[bytes, list[tuple[T, faust.EventT]]]]:
+    """Group (key, value, event) by key, keeping each key's arrival (= offset) order; yields with the group's
+    last event made current."""
+    groups: dict[bytes, list[tuple[T, faust.EventT]]] = {}
+    for key, value, event in items:
+        groups.setdefault(key, []).append((value, event))
+    for key, group in groups.items():
+        make_current(group[-1][1])
+        yield key, group
+
+
+def make_current(event: faust.EventT) -> None:
+    streams._current_event.set(weakref.ref(event))
