@@ -8,7 +8,8 @@ because timings on shared machines are noisy; both run in the same invocation on
   malformed ones) preloaded, then one worker from empty state: N / (worker ready -> last customer-point-state).
 - latency: afterwards, new deliveries offered at a fixed rate; per delivery, its customer-point-state record's
   timestamp minus its input record's timestamp (p50/p99/max).
-- recovery: a second worker with an empty state dir restores both changelogs (records/s, from Faust's log).
+- recovery: a second worker with an empty state dir restores both changelogs (records/s; from its log: the bulk
+  restore of app/restore.py plus Faust's own recovery of anything written since).
 - RSS: peak resident memory (VmHWM) of the worker.
 - `--growth`: the throughput run at 10k, 30k and 60k deliveries, and 10k deliveries on top of a cards table
   preloaded with 1M entries (100k cards); writes growth.txt and growth.png.
@@ -152,15 +153,21 @@ def start_worker(bootstrap: str, work: Path, name: str, prefix: str, **env: str)
 
 
 def _recovery_seconds(log_text: str) -> float | None:
-    """From Faust's log: 'Restoring state from changelog topics' -> 'Done reading from changelog topics'."""
+    """Time the worker spent restoring its tables, from its log: the bulk restore (app/restore.py) plus Faust's
+    own recovery ('Restoring state from changelog topics' -> 'Done reading from changelog topics')."""
+    total, found = 0.0, False
+    bulk = re.search(r"bulk restore: \d+ changelog records into \d+ table partitions in ([\d.]+) s", log_text)
+    if bulk:
+        total, found = float(bulk.group(1)), True
     stamps = {}
     for line in log_text.splitlines():
         for key in ("Restoring state from changelog topics", "Done reading from changelog topics"):
             if key in line and key not in stamps:
                 stamps[key] = time.mktime(time.strptime(line[1:20], "%Y-%m-%d %H:%M:%S")) + int(line[21:24]) / 1000
     if len(stamps) == 2:
-        return max(0.001, stamps["Done reading from changelog topics"] - stamps["Restoring state from changelog topics"])
-    return None
+        total += stamps["Done reading from changelog topics"] - stamps["Restoring state from changelog topics"]
+        found = True
+    return max(0.001, total) if found else None
 
 
 # --- phases --------------------------------------------------------------------------------------------------
@@ -201,13 +208,24 @@ def throughput(bootstrap: str, work: Path, n: int, tag: str, profile: Path | Non
         spy.send_signal(2)
         spy.wait(60)
     last_ms = max(m.timestamp for m in read_all(bootstrap, prefix + topics.CUSTOMER_POINT_STATE.name))
+    res["mean_batch_records"] = mean_batches(helpers.scrape(w))
     secs = (last_ms - ready_ms) / 1000
     res["pipeline_events_per_s"] = round(len(deliveries) / secs, 1)
     res["ratio_pipeline_over_bare"] = round(res["pipeline_events_per_s"] / res["bare_events_per_s"], 3)
     res["worker_peak_rss_mb"] = round(rss_peak_mb(w.process.pid), 1)
     log(f"[{tag}] pipeline: {len(deliveries):,} in {secs:.2f}s = {len(deliveries) / secs:,.0f}/s; "
-        f"ratio {res['ratio_pipeline_over_bare']}; peak RSS {res['worker_peak_rss_mb']} MB")
+        f"ratio {res['ratio_pipeline_over_bare']}; peak RSS {res['worker_peak_rss_mb']} MB; "
+        f"mean batch {res['mean_batch_records']}")
     return res, w
+
+
+def mean_batches(samples: dict) -> dict[str, float]:
+    """Mean records per batch each stage took (from the worker's batch histogram)."""
+    out = {}
+    for stage in ("ingest", "cards", "customers"):
+        n = helpers.metric_sum(samples, "pending_points_batch_records_count", stage=stage)
+        out[stage] = round(helpers.metric_sum(samples, "pending_points_batch_records_sum", stage=stage) / n, 1) if n else None
+    return out
 
 
 def preseed(bootstrap: str, prefix: str, entries: int, per_card: int = 10) -> int:
