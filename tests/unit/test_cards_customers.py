@@ -71,3 +71,34 @@ def test_customers__sums_and_next_activation_span_all_cards():
     state, rec = customers.apply(state, cards.summary(b), 1)
     assert rec.pending_points == 10 and set(rec.vouchers) == {"v1", "v2"}
     assert (rec.next_activation.date, rec.next_activation.points) == (dt.date(2025, 3, 5), 10)
+
+
+def test_apply_batch__one_summary_per_card_and_the_join_once():
+    later = T + dt.timedelta(days=1)
+    batch = [(event(Step.ADDED), 0), (event(Step.ADDED, entry="lopp_2", points=5), 1),
+             (event(Step.ACTIVATED, at=later), 2), (event(Step.ADDED), 3)]
+    card, out = cards.apply_batch(None, batch, UTC)
+    assert card.version == 3 and card.last_offset == 2  # the duplicate at offset 3 changed nothing
+    assert [(s.points.pending_points, s.points.activated_points, s.version) for s in out.summaries] == [(5, 10, 3)]
+    assert [a.pending_points_id for a in out.activations] == ["lopp_1"]
+
+
+def test_apply_batch__a_replay_mixed_with_new_events_republishes_and_applies_the_rest():
+    later = T + dt.timedelta(days=1)
+    card, _ = cards.apply(None, event(Step.ADDED), 5, UTC)
+    card, _ = cards.apply(card, event(Step.ACTIVATED, at=later), 6, UTC)
+    # after a crash the batch starts below last_offset: offset 6 was applied, offset 7 was not
+    new, out = cards.apply_batch(card, [(event(Step.ACTIVATED, at=later), 6),
+                                        (event(Step.ADDED, entry="lopp_2", points=4), 7)], UTC)
+    assert out.replay and new.last_offset == 7 and set(new.entries) == {"lopp_1", "lopp_2"}
+    assert out.summaries == [cards.summary(new)]
+    assert [a.pending_points_id for a in out.activations] == ["lopp_1"]  # the replayed join, published again
+
+
+def test_customers_apply_batch__publishes_once_and_only_a_change():
+    a, _ = cards.apply(None, event(Step.ADDED, voucher="v1", points=4), 0, UTC)
+    b, _ = cards.apply(None, event(Step.ADDED, voucher="v2", points=6, entry="lopp_2"), 0, UTC)
+    state, rec = customers.apply_batch(None, [(cards.summary(a), 0), (cards.summary(b), 1)])
+    assert rec.pending_points == 10 and set(rec.vouchers) == {"v1", "v2"}
+    same, none = customers.apply_batch(state, [(cards.summary(a), 2), (cards.summary(b), 3)])
+    assert none is None and same is state
