@@ -19,7 +19,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 logger = logging.getLogger(__name__)
 
-_PROBE_IDLE_MS = 300  # a fetch round that returns nothing for this long ends the probe
+_PROBE_IDLE_MS = 150  # no records for this long (several fetch rounds of _PROBE_FETCH_WAIT_MS) ends the probe
+_PROBE_FETCH_WAIT_MS = 20  # the embedded broker holds an empty fetch for the whole wait
 
 
 async def true_end_offsets(client_kwargs: dict[str, Any], reported: Mapping[Any, int | None]) -> dict[Any, int | None]:
@@ -27,7 +28,8 @@ async def true_end_offsets(client_kwargs: dict[str, Any], reported: Mapping[Any,
     probe = {tp: end for tp, end in reported.items() if end}  # None/0: empty partition, nothing to correct
     if not probe:
         return dict(reported)
-    consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, **client_kwargs)
+    consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, fetch_max_wait_ms=_PROBE_FETCH_WAIT_MS,
+                                **client_kwargs)
     await consumer.start()
     try:
         tps = {TopicPartition(tp.topic, tp.partition): tp for tp in probe}

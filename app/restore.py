@@ -44,26 +44,27 @@ class Restored:
 async def restore(tables: list[faust.TableT], client_kwargs: dict[str, Any], *, verify_end_offsets: bool) -> Restored:
     started = time.monotonic()
     out = Restored()
-    consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, fetch_max_wait_ms=50,
+    consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, fetch_max_wait_ms=20,
                                 max_partition_fetch_bytes=16 << 20, **client_kwargs)
     await consumer.start()
+    dbs: dict[TopicPartition, rocksdict.Rdict] = {}
     try:
         existing = await consumer.topics()  # metadata for all topics: never auto-creates one
+        offset_key = b""
         for table in tables:
             topic = table.changelog_topic.get_topic_name()
             if topic not in existing:
                 continue
             store = table.data  # Faust's RocksDB store for this table: its paths, options and offset key
-            n = len(consumer.partitions_for_topic(topic) or ())
-            dbs = {p: _open(store, p) for p in range(n)}
-            try:
-                out.records += await _restore_topic(consumer, client_kwargs, topic, dbs, store.offset_key,
-                                                    verify_end_offsets)
-                out.partitions += n
-            finally:
-                for db in dbs.values():
-                    db.close()
+            offset_key = store.offset_key
+            for p in sorted(consumer.partitions_for_topic(topic) or ()):
+                dbs[TopicPartition(topic, p)] = _open(store, p)
+        out.partitions = len(dbs)
+        if dbs:
+            out.records = await _restore(consumer, client_kwargs, dbs, offset_key, verify_end_offsets)
     finally:
+        for db in dbs.values():
+            db.close()
         await consumer.stop()
     out.seconds = time.monotonic() - started
     return out
@@ -75,35 +76,38 @@ def _open(store, partition: int) -> rocksdict.Rdict:
     return store.rocksdb_options.open(path)
 
 
-async def _restore_topic(consumer: AIOKafkaConsumer, client_kwargs: dict, topic: str,
-                         dbs: dict[int, rocksdict.Rdict], offset_key: bytes, verify_end_offsets: bool) -> int:
-    tps = [TopicPartition(topic, p) for p in dbs]
-    ends: dict[Any, int | None] = dict(await consumer.end_offsets(tps))
-    if verify_end_offsets:
+def _marker(db: rocksdict.Rdict, offset_key: bytes) -> int | None:
+    raw = db.get(offset_key)
+    return int(raw) if raw is not None else None
+
+
+async def _restore(consumer: AIOKafkaConsumer, client_kwargs: dict, dbs: dict[TopicPartition, rocksdict.Rdict],
+                   offset_key: bytes, verify_end_offsets: bool) -> int:
+    ends: dict[Any, int | None] = dict(await consumer.end_offsets(list(dbs)))
+    if verify_end_offsets:  # one probe for every partition (it ends after a short idle round)
         ends = await end_offsets.true_end_offsets(client_kwargs, ends)
     todo: dict[TopicPartition, int] = {}  # partition -> end offset still to reach
-    for tp in tps:
-        marker = dbs[tp.partition].get(offset_key)
-        start = int(marker) + 1 if marker is not None else 0
-        if ends.get(tp) and start < ends[tp]:
+    for tp, db in dbs.items():
+        marker = _marker(db, offset_key)
+        if ends.get(tp) and (marker if marker is not None else -1) + 1 < ends[tp]:
             todo[tp] = ends[tp]
     if not todo:
         return 0
     consumer.assign(list(todo))
     for tp in todo:
-        marker = dbs[tp.partition].get(offset_key)
+        marker = _marker(dbs[tp], offset_key)
         if marker is None:
             await consumer.seek_to_beginning(tp)
         else:
-            consumer.seek(tp, int(marker) + 1)
+            consumer.seek(tp, marker + 1)
     restored = 0
     idle_rounds = 0
     while todo:
         batch = await consumer.getmany(timeout_ms=1000, max_records=_FETCH_RECORDS)
         if not batch:
             idle_rounds += 1
-            if idle_rounds >= 10:  # ends were read from the broker a moment ago: records must be there
-                raise RuntimeError(f"bulk restore of {topic}: no records for 10 s before the end offsets {todo}")
+            if idle_rounds >= 10:  # the ends were read from the broker a moment ago: the records must be there
+                raise RuntimeError(f"bulk restore: no records for 10 s before the end offsets {todo}")
             continue
         idle_rounds = 0
         for tp, records in batch.items():
@@ -117,7 +121,7 @@ async def _restore_topic(consumer: AIOKafkaConsumer, client_kwargs: dict, topic:
                     wb.put(r.key, r.value)
             last = records[-1].offset
             wb.put(offset_key, str(last).encode())  # Faust's marker, atomically with the data
-            dbs[tp.partition].write(wb)
+            dbs[tp].write(wb)
             restored += len(records)
             if last + 1 >= todo[tp]:
                 del todo[tp]
