@@ -23,17 +23,21 @@ T = TypeVar("T")
 
 
 async def take(stream: faust.StreamT, stage: str) -> AsyncIterator[Sequence[faust.EventT]]:
-    """Batches of this stream's events: up to STREAM_BATCH_MAX records, or what arrived within
-    STREAM_BATCH_WITHIN_MS.
+    """Batches of this stream's events: from the first record, what arrives within STREAM_BATCH_WITHIN_MS, at most
+    STREAM_BATCH_MAX records.
 
-    Faust's `Stream.take_events`, except that a batch is acknowledged (its offsets become committable) only
-    after the agent finished it: `take_events` acknowledges in a `finally`, so an agent failing inside a batch
-    would let the worker commit records it never processed. Here they are read again (every stage is idempotent).
+    Built like Faust's `Stream.take_events` (a processor fills the buffer while the stream drains passively), with
+    two differences. It sleeps until a record arrives instead of waking every window: three agents polling every
+    millisecond saturated the worker (latency at 200/s offered, p50: 336 ms with a 1 ms window, 72 ms with 10 ms).
+    And a batch is acknowledged (its offsets become committable) only after the agent finished it: `take_events`
+    acknowledges in a `finally`, so an agent failing inside a batch would let the worker commit records it never
+    processed. Here they are read again (every stage is idempotent).
     """
     max_ = settings.stream_batch_max
     within = settings.stream_batch_within_ms / 1000.0
     events: list[faust.EventT] = []
     full = asyncio.Event()
+    nonempty = asyncio.Event()
     accepting = asyncio.Event()  # cleared while a full batch waits: never more than max_ per batch
     accepting.set()
 
@@ -45,6 +49,7 @@ async def take(stream: faust.StreamT, stage: str) -> AsyncIterator[Sequence[faus
         if event is None:
             raise RuntimeError("take: no current event")
         events.append(event)
+        nonempty.set()
         if len(events) >= max_:
             full.set()
             accepting.clear()
@@ -56,12 +61,16 @@ async def take(stream: faust.StreamT, stage: str) -> AsyncIterator[Sequence[faus
     stream._enable_passive(aiter(stream.channel))
     try:
         while not stream.should_stop:
-            await stream.wait_for_stopped(full, timeout=within)
+            if not events:
+                await stream.wait_for_stopped(nonempty)  # idle: no wake-ups until a record arrives
+            if events and len(events) < max_ and within > 0:
+                await stream.wait_for_stopped(full, timeout=within)  # linger for more, unless full
             if not events:
                 continue
             batch = list(events)
             events.clear()
             full.clear()
+            nonempty.clear()
             metrics.batch(stage, len(batch))
             yield batch
             for event in batch:
