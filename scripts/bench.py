@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -122,6 +123,28 @@ async def bare_loop(bootstrap: str, src: str, dst: str, n: int) -> tuple[int, fl
     return seen, time.monotonic() - start
 
 
+def faust_floor(bootstrap: str, src: str, dst: str, n: int, work: Path) -> float:
+    """The bare loop's work as one batched Faust agent (scripts/bench_floor.py). Returns records/s from its first
+    to its last output record."""
+    env = {**os.environ, "FLOOR_BOOTSTRAP": bootstrap, "FLOOR_SRC": src, "FLOOR_DST": dst, "FLOOR_N": str(n),
+           "FLOOR_APP_ID": f"floor-{src}"}
+    log_path = work / f"floor-{src}.log"
+    with open(log_path, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "faust", "-A", "bench_floor", "worker", "-l", "warn"],
+                                cwd=Path(__file__).resolve().parent, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 600
+        while "FLOOR DONE" not in log_path.read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"faust floor did not finish: {log_path.read_text(errors='replace')[-2000:]}")
+            time.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    stamps = sorted(m.timestamp for m in read_all(bootstrap, dst))
+    return len(stamps) / max((stamps[-1] - stamps[0]) / 1000, 1e-3)
+
+
 # --- the worker ----------------------------------------------------------------------------------------------
 
 def rss_peak_mb(pid: int) -> float:
@@ -173,7 +196,7 @@ def _recovery_seconds(log_text: str) -> float | None:
 # --- phases --------------------------------------------------------------------------------------------------
 
 def throughput(bootstrap: str, work: Path, n: int, tag: str, profile: Path | None = None,
-               preseed_entries: int = 0) -> tuple[dict, Worker]:
+               preseed_entries: int = 0, floor: bool = False) -> tuple[dict, Worker]:
     """Bare loop and pipeline on the same N-delivery input. Returns the results and the (running) worker."""
     sc = simulate.build(seed=99, customers=max(5, n // 30))
     deliveries = [(d.key, d.value, d.headers) for d in sc.deliveries]
@@ -187,6 +210,13 @@ def throughput(bootstrap: str, work: Path, n: int, tag: str, profile: Path | Non
                                         len(deliveries)))
     res["bare_events_per_s"] = round(count / secs, 1)
     log(f"[{tag}] bare loop: {count:,} in {secs:.2f}s = {count / secs:,.0f}/s")
+    if floor:
+        rate = faust_floor(bootstrap, "bare-" + prefix + topics.WEBHOOKS.name, "floor-" + prefix + "out",
+                           len(deliveries), work)
+        res["faust_one_stage_events_per_s"] = round(rate, 1)
+        res["ratio_faust_one_stage_over_bare"] = round(rate / res["bare_events_per_s"], 3)
+        log(f"[{tag}] the same work as one Faust agent: {rate:,.0f}/s "
+            f"(ratio {res['ratio_faust_one_stage_over_bare']})")
 
     if preseed_entries:
         recs = preseed(bootstrap, prefix, preseed_entries)
@@ -245,11 +275,19 @@ def latency(bootstrap: str, w: Worker, tag: str, rate: float, seconds: float) ->
     prefix = f"{tag}-"
     log(f"[{tag}] latency: offering {n:,} deliveries at {rate:,.0f}/s")
     batch = [(d.key, d.value, d.headers) for d in (simulate.fresh_added("lat", i) for i in range(n))]
+    before = helpers.scrape(w)
     t0 = time.monotonic()
     produce(bootstrap, prefix + topics.WEBHOOKS.name, batch, rate=rate)
     offered = n / (time.monotonic() - t0)
     base = helpers.metric_sum(helpers.scrape(w), DELIVERIES)
     wait_drained(w, int(base), timeout=600, label=f"{tag} latency")
+    after = helpers.scrape(w)
+    stage_ms = {}  # mean time from the delivery being written until each stage finished it, during this phase
+    for stage in ("ingest", "cards", "customers"):
+        d = {k: helpers.metric_sum(after, f"pending_points_processing_latency_seconds_{k}", stage=stage)
+             - helpers.metric_sum(before, f"pending_points_processing_latency_seconds_{k}", stage=stage)
+             for k in ("sum", "count")}
+        stage_ms[stage] = round(1000 * d["sum"] / d["count"], 1) if d["count"] else None
     sent = {json.loads(m.value)["data"]["pending_points"]["customer_id"]: m.timestamp
             for m in read_all(bootstrap, prefix + topics.WEBHOOKS.name) if m.key and m.key.startswith(b"v_lat_")}
     lat = []
@@ -260,9 +298,10 @@ def latency(bootstrap: str, w: Worker, tag: str, rate: float, seconds: float) ->
     lat.sort()
     q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) >= 2 else [float("nan")] * 99
     res = {"offered": n, "offered_per_s": round(offered, 1), "latency_samples": len(lat), "missing": len(sent),
-           "latency_p50_ms": round(q[49], 1), "latency_p99_ms": round(q[98], 1), "latency_max_ms": lat[-1] if lat else None}
+           "mean_ms_until_stage_done": stage_ms, "latency_p50_ms": round(q[49], 1), "latency_p99_ms": round(q[98], 1), "latency_max_ms": lat[-1] if lat else None}
     log(f"[{tag}] latency at {offered:,.0f}/s offered: p50 {res['latency_p50_ms']} ms, p99 {res['latency_p99_ms']} ms, "
-        f"max {res['latency_max_ms']} ms ({len(lat):,} samples, {len(sent)} missing)")
+        f"max {res['latency_max_ms']} ms ({len(lat):,} samples, {len(sent)} missing); mean until each stage done: "
+        f"{stage_ms}")
     return res
 
 
@@ -341,7 +380,7 @@ def main() -> None:
     workers: list[Worker] = []
     try:
         main_res, w = throughput(broker.bootstrap, work, args.n, "main",
-                                 profile=out / "profile.txt" if args.profile else None)
+                                 profile=out / "profile.txt" if args.profile else None, floor=True)
         workers.append(w)
         results.update(main_res)
         results.update(latency(broker.bootstrap, w, "main", args.rate, args.latency_s))
