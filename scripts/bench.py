@@ -145,6 +145,30 @@ def faust_floor(bootstrap: str, src: str, dst: str, n: int, work: Path) -> float
     return len(stamps) / max((stamps[-1] - stamps[0]) / 1000, 1e-3)
 
 
+def profile_summary(path: Path, top: int = 15) -> str:
+    """Top functions of py-spy's raw collapsed stacks, main thread only (the consumer thread mostly waits):
+    by own time, and by time including callees for our modules (app/)."""
+    own: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        if not count.isdigit() or any("WorkerThread" in f or "ServiceThread" in f for f in frames):
+            continue
+        n = int(count)
+        total += n
+        funcs = [re.sub(r":\d+\)$", ")", f) for f in frames]  # per function, not per line
+        own[funcs[-1]] = own.get(funcs[-1], 0) + n
+        for f in set(funcs):
+            if "(app/" in f and not f.startswith("<module>") and "app/__main__" not in f:
+                incl[f] = incl.get(f, 0) + n
+    rows = ["own time:"] + [f"  {100 * n / total:5.1f}%  {f}" for f, n in sorted(own.items(), key=lambda x: -x[1])[:top]]
+    rows += ["our code, including callees:"]
+    rows += [f"  {100 * n / total:5.1f}%  {f}" for f, n in sorted(incl.items(), key=lambda x: -x[1])[:top]]
+    return "\n".join(rows) + "\n"
+
+
 # --- the worker ----------------------------------------------------------------------------------------------
 
 def rss_peak_mb(pid: int) -> float:
@@ -237,6 +261,9 @@ def throughput(bootstrap: str, work: Path, n: int, tag: str, profile: Path | Non
     if spy is not None:
         spy.send_signal(2)
         spy.wait(60)
+        summary = profile_summary(profile)
+        profile.with_name("profile-top.txt").write_text(summary)
+        log(f"[{tag}] profile (worker main thread):\n{summary}")
     last_ms = max(m.timestamp for m in read_all(bootstrap, prefix + topics.CUSTOMER_POINT_STATE.name))
     res["mean_batch_records"] = mean_batches(helpers.scrape(w))
     secs = (last_ms - ready_ms) / 1000
