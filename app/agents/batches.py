@@ -43,11 +43,11 @@ async def take(stream: faust.StreamT, stage: str) -> AsyncIterator[Sequence[faus
 
     async def add_to_buffer(value):
         # Runs in the stream's passive drainer for each record, right after it set `stream.current_event`.
-        if not accepting.is_set():
-            await stream.wait(accepting)
         event = stream.current_event
         if event is None:
             raise RuntimeError("take: no current event")
+        if not accepting.is_set():
+            await stream.wait(accepting)
         events.append(event)
         nonempty.set()
         if len(events) >= max_:
