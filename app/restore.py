@@ -26,12 +26,14 @@ from typing import Any
 import faust
 import rocksdict
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.stores.rocksdb import Store as RocksDBStore
 
 from app import end_offsets
 
 logger = logging.getLogger(__name__)
 
 _FETCH_RECORDS = 20_000
+OFFSET_KEY = RocksDBStore.offset_key  # where Faust keeps the last changelog offset applied to a partition's DB
 
 
 @dataclass
@@ -50,18 +52,16 @@ async def restore(tables: list[faust.TableT], client_kwargs: dict[str, Any], *, 
     dbs: dict[TopicPartition, rocksdict.Rdict] = {}
     try:
         existing = await consumer.topics()  # metadata for all topics: never auto-creates one
-        offset_key = b""
         for table in tables:
             topic = table.changelog_topic.get_topic_name()
             if topic not in existing:
                 continue
-            store = table.data  # Faust's RocksDB store for this table: its paths, options and offset key
-            offset_key = store.offset_key
+            store = table.data  # Faust's RocksDB store for this table: its paths and options
             for p in sorted(consumer.partitions_for_topic(topic) or ()):
                 dbs[TopicPartition(topic, p)] = _open(store, p)
         out.partitions = len(dbs)
         if dbs:
-            out.records = await _restore(consumer, client_kwargs, dbs, offset_key, verify_end_offsets)
+            out.records = await _restore(consumer, client_kwargs, dbs, OFFSET_KEY, verify_end_offsets)
     finally:
         for db in dbs.values():
             db.close()
