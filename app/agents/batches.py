@@ -11,15 +11,20 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import TypeVar
+from typing import Callable, TypeVar
 
 import faust
 from faust import streams
+from pydantic import BaseModel, ValidationError
 
 from app import metrics
+from app.agents.deadletter import dead_letter
 from app.main import settings
+from app.models import codec
+from app.models.records import DeadLetterReason
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 
 async def take(stream: faust.StreamT, stage: str) -> AsyncIterator[Sequence[faust.EventT]]:
@@ -79,6 +84,20 @@ async def take(stream: faust.StreamT, stage: str) -> AsyncIterator[Sequence[faus
     finally:
         stream.enable_acks = enable_acks
         stream._processors.remove(add_to_buffer)
+
+
+async def loaded(batch: Sequence[faust.EventT], model: type[M],
+                 key_of: Callable[[M], str]) -> list[tuple[bytes, M, faust.EventT]]:
+    """Each internal record of the batch as (key, model, event); one that does not validate is dead-lettered."""
+    out = []
+    for event in batch:
+        try:
+            value = codec.load(model, event.value)
+        except ValidationError as exc:
+            await dead_letter(event, DeadLetterReason(code="invalid_internal_record", detail=str(exc)[:300]))
+            continue
+        out.append((key_of(value).encode(), value, event))
+    return out
 
 
 def by_key(items: Sequence[tuple[bytes, T, faust.EventT]]) -> Iterator[tuple[bytes, list[tuple[T, faust.EventT]]]]:

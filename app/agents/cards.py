@@ -3,16 +3,13 @@ from __future__ import annotations
 
 import logging
 
-from pydantic import ValidationError
-
 from app import metrics
-from app.agents.batches import by_key, take
-from app.agents.deadletter import dead_letter
+from app.agents.batches import by_key, loaded, take
 from app.agents.publish import publish
 from app.logic import cards
 from app.main import activations_topic, app, card_updates_topic, cards_table, events_topic, project_tz
 from app.models import codec
-from app.models.records import CardState, DeadLetterReason, NormalizedEvent
+from app.models.records import CardState, NormalizedEvent
 
 logger = logging.getLogger(__name__)
 
@@ -20,14 +17,7 @@ logger = logging.getLogger(__name__)
 @app.agent(events_topic, name="cards")
 async def process_cards(stream):
     async for batch in take(stream, "cards"):  # (voucher_id, NormalizedEvent) records
-        valid = []
-        for event in batch:
-            try:
-                ev = codec.load(NormalizedEvent, event.value)
-            except ValidationError as exc:
-                await dead_letter(event, DeadLetterReason(code="invalid_internal_record", detail=str(exc)[:300]))
-                continue
-            valid.append((ev.voucher_id.encode(), ev, event))
+        valid = await loaded(batch, NormalizedEvent, lambda ev: ev.voucher_id)
         for key, group in by_key(valid):  # one table read and write per card per batch
             raw = cards_table.get(key)
             card = codec.load(CardState, raw) if raw is not None else None

@@ -3,16 +3,13 @@ from __future__ import annotations
 
 import logging
 
-from pydantic import ValidationError
-
 from app import metrics
-from app.agents.batches import by_key, take
-from app.agents.deadletter import dead_letter
+from app.agents.batches import by_key, loaded, take
 from app.agents.publish import publish
 from app.logic import customers
 from app.main import app, card_updates_topic, customer_state_topic, customers_table
 from app.models import codec
-from app.models.records import CardSummary, CustomerState, DeadLetterReason
+from app.models.records import CardSummary, CustomerState
 
 logger = logging.getLogger(__name__)
 
@@ -20,14 +17,7 @@ logger = logging.getLogger(__name__)
 @app.agent(card_updates_topic, name="customers")
 async def process_customers(stream):
     async for batch in take(stream, "customers"):  # (customer_id, CardSummary) records
-        valid = []
-        for event in batch:
-            try:
-                summary = codec.load(CardSummary, event.value)
-            except ValidationError as exc:
-                await dead_letter(event, DeadLetterReason(code="invalid_internal_record", detail=str(exc)[:300]))
-                continue
-            valid.append((summary.customer_id.encode(), summary, event))
+        valid = await loaded(batch, CardSummary, lambda summary: summary.customer_id)
         for key, group in by_key(valid):  # one table read and write, one record per customer per batch
             raw = customers_table.get(key)
             state = codec.load(CustomerState, raw) if raw is not None else None
