@@ -46,11 +46,8 @@ def _owner_key(owner: Owner) -> tuple:
 
 
 def _snapshot_newer(a, b) -> bool:
-    """Order of card snapshots: newer `as_of`, then event time, then content (serialised only on a tie)."""
-    ka, kb = (a.as_of or _MIN, a.occurred_at or _MIN), (b.as_of or _MIN, b.occurred_at or _MIN)
-    if ka != kb:
-        return ka > kb
-    return a is not b and a.model_dump_json() > b.model_dump_json()
+    """Order of card snapshots: newer `as_of`, then event time, then content."""
+    return entries.after((a.as_of or _MIN, a.occurred_at or _MIN), (b.as_of or _MIN, b.occurred_at or _MIN), a, b)
 
 
 def _merge(card: CardState | None, event: NormalizedEvent) -> CardState:

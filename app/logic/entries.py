@@ -9,13 +9,13 @@ from app.models.records import EntryState, EntryView, Observation, PendingPoints
 _MIN = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 
 
-def observation_key(obs: Observation) -> tuple:
-    """Total order on observations: latest `updated_at`, then `created_at`, then event time, then content.
-
-    The content tie-break makes the choice deterministic when timestamps are equal or absent, so the merge
-    does not depend on arrival order.
-    """
-    return (*_time_key(obs), obs.model_dump_json())
+def after(key_a: tuple, key_b: tuple, a, b) -> bool:
+    """Is `a` ordered after `b`? By their time keys, then by content, serialised only when the times tie (rare:
+    the hot path compares timestamps only). The content tie-break makes the choice deterministic when timestamps
+    are equal or absent, so merges do not depend on arrival order."""
+    if key_a != key_b:
+        return key_a > key_b
+    return a is not b and a.model_dump_json() > b.model_dump_json()
 
 
 def _time_key(obs: Observation) -> tuple:
@@ -23,15 +23,12 @@ def _time_key(obs: Observation) -> tuple:
 
 
 def later(a: Observation, b: Observation) -> bool:
-    """`observation_key(a) > observation_key(b)`, serialising only when the timestamps tie (the hot path)."""
-    ka, kb = _time_key(a), _time_key(b)
-    if ka != kb:
-        return ka > kb
-    return a is not b and a.model_dump_json() > b.model_dump_json()
+    """Total order on observations: latest `updated_at`, then `created_at`, then event time, then content."""
+    return after(_time_key(a), _time_key(b), a, b)
 
 
 def newest(*observations: Observation) -> Observation:
-    """The greatest under `observation_key` (the first of equals)."""
+    """The greatest under `later` (the first of equals)."""
     best = observations[0]
     for obs in observations[1:]:
         if later(obs, best):
