@@ -82,13 +82,13 @@ def batch(stage: str, records: int) -> None:
 
 def skipped(event_type: str) -> None:
     _skipped_types[event_type] += 1
-    DELIVERIES.labels("other", "skipped").inc()
+    _child(DELIVERIES, "other", "skipped").inc()
 
 
 def dead_lettered(code: str, event_type: str | None) -> None:
-    DEAD_LETTERS.labels(code).inc()
+    _child(DEAD_LETTERS, code).inc()
     if event_type is not None:  # None: an internal record, already counted when it was a delivery
-        DELIVERIES.labels(event_type or "unknown", "dead_lettered").inc()
+        _child(DELIVERIES, event_type or "unknown", "dead_lettered").inc()
 
 
 def _samples(counter: PromCounter) -> Iterable[tuple[dict, float]]:
