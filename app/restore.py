@@ -86,20 +86,20 @@ async def _restore(consumer: AIOKafkaConsumer, client_kwargs: dict, dbs: dict[To
     ends: dict[Any, int | None] = dict(await consumer.end_offsets(list(dbs)))
     if verify_end_offsets:  # one probe for every partition (it ends after a short idle round)
         ends = await end_offsets.true_end_offsets(client_kwargs, ends)
+    markers = {tp: _marker(db, offset_key) for tp, db in dbs.items()}  # last offset applied, or None
     todo: dict[TopicPartition, int] = {}  # partition -> end offset still to reach
-    for tp, db in dbs.items():
-        marker = _marker(db, offset_key)
-        if ends.get(tp) and (marker if marker is not None else -1) + 1 < ends[tp]:
-            todo[tp] = ends[tp]
+    for tp, marker in markers.items():
+        end = ends.get(tp)
+        if end and (marker if marker is not None else -1) + 1 < end:
+            todo[tp] = end
     if not todo:
         return 0
     consumer.assign(list(todo))
     for tp in todo:
-        marker = _marker(dbs[tp], offset_key)
-        if marker is None:
+        if markers[tp] is None:
             await consumer.seek_to_beginning(tp)
         else:
-            consumer.seek(tp, marker + 1)
+            consumer.seek(tp, markers[tp] + 1)
     restored = 0
     idle_rounds = 0
     while todo:
