@@ -63,6 +63,9 @@ def start(port: int | None = None, log_path: Path | None = None, timeout: float 
         stdout=out,
         stderr=subprocess.STDOUT,
         env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+        # Its own session: a terminal's Ctrl-C reaches only the owner, which stops the broker after its clients.
+        # Killed with them, the workers spent 30 s on shutdown retrying a broker that was already gone.
+        start_new_session=True,
     )
     broker = EmbeddedBroker(proc, port, log_path)
     deadline = time.monotonic() + timeout

@@ -71,7 +71,8 @@ def main() -> None:
             # The embedded broker forgets everything when it stops, so the worker's state must start empty too.
             temp_state = tempfile.mkdtemp(prefix="pending-points-state-")
             env["DATA_DIR"] = temp_state
-        worker = subprocess.Popen([sys.executable, "-m", "app", "worker"], env=env, cwd=ROOT)
+        # Own session (as the broker's): Ctrl-C reaches only this script, which stops the worker, then the broker.
+        worker = subprocess.Popen([sys.executable, "-m", "app", "worker"], env=env, cwd=ROOT, start_new_session=True)
         base = f"http://127.0.0.1:{args.port}"
         _wait_http(base + "/ready", worker, timeout=120, ok=(200,))
         if not args.no_samples:
@@ -94,8 +95,8 @@ def main() -> None:
         def _stop(*_):
             stop["now"] = True
 
-        signal.signal(signal.SIGTERM, _stop)
-        signal.signal(signal.SIGINT, _stop)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # a closed terminal stops everything too
+            signal.signal(sig, _stop)
         while not stop["now"] and worker.poll() is None:
             time.sleep(0.2)
     finally:
