@@ -6,7 +6,7 @@ import sys
 
 from app import restore
 from app.broker_wait import wait_for_broker
-from app.main import app, cards_table, customers_table, settings
+from app.main import app, cards_table, customers_table, entries_table, settings
 from app.agents import cards, customers, ingest  # noqa: F401  (registers agents)
 from app.views import customers as customer_views, health, metrics, stats, vouchers, webhooks  # noqa: F401
 
@@ -21,7 +21,7 @@ def main() -> None:
         webhooks.log_mode()
         wait_for_broker(settings.kafka_client_kwargs(), settings.broker_wait_s)
         if settings.bulk_restore:
-            restore.run([cards_table, customers_table], settings.kafka_client_kwargs(),
+            restore.run([cards_table, entries_table, customers_table], settings.kafka_client_kwargs(),
                         verify_end_offsets=settings.kafka_verify_end_offsets)
     app.main()
 

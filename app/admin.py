@@ -19,7 +19,7 @@ import topics
 from app.settings import Settings, get_settings
 
 SCHEMA_DIR = Path(topics.__file__).resolve().parent / "schemas"
-TABLES = ("cards", "customers")  # app.main declares them; their changelogs are named by Faust's rule below
+TABLES = ("cards", "entries", "customers")  # app.main declares them; their changelogs are named by Faust's rule below
 
 
 @dataclass(frozen=True)
@@ -33,10 +33,9 @@ def plan(settings: Settings) -> list[Plan]:
     """Every topic the service needs, as it should exist on the cluster."""
     out = []
     for spec in topics.ALL:
-        config = {"cleanup.policy": "compact"} if spec.compacted else {}
-        out.append(Plan(settings.topic_name(spec.name), settings.partitions, config))
+        out.append(Plan(settings.topic_name(spec.name), settings.partitions, settings.topic_config(spec.compacted)))
     for table in TABLES:  # Faust: "{app_id}-{table}-changelog", compacted, as many partitions as the table
-        out.append(Plan(f"{settings.app_id}-{table}-changelog", settings.partitions, {"cleanup.policy": "compact"}))
+        out.append(Plan(f"{settings.app_id}-{table}-changelog", settings.partitions, settings.topic_config(True)))
     return out
 
 

@@ -8,11 +8,11 @@ import logging
 
 import faust
 
-from app.main import app, cards_table, customers_table, webhooks_topic, events_topic, card_updates_topic
+from app.main import app, cards_table, customers_table, entries_table, webhooks_topic, events_topic, card_updates_topic
 
 logger = logging.getLogger(__name__)
 
-TABLES: tuple[faust.TableT, ...] = (cards_table, customers_table)
+TABLES: tuple[faust.TableT, ...] = (cards_table, entries_table, customers_table)
 SOURCE_TOPICS = (webhooks_topic, events_topic, card_updates_topic)
 
 

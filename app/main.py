@@ -40,8 +40,8 @@ def create_app(settings: Settings) -> faust.App:
         broker_commit_interval=settings.commit_interval_s,
         table_standby_replicas=settings.table_standby_replicas,
         producer_linger=settings.kafka_producer_linger_ms / 1000.0,
-        # Dead letters carry the original bytes, which may be as large as anything the input topic accepted.
-        producer_max_request_size=max(settings.max_delivery_bytes * 2, 1024 * 1024),
+        # Kafka's limit, enforced here too: the embedded broker would take any size (see KAFKA_MAX_RECORD_BYTES).
+        producer_max_request_size=settings.kafka_max_record_bytes,
         consumer_auto_offset_reset="earliest",
         logging_config=logs.logging_config(settings.log_format, settings.log_level),
     )
@@ -59,7 +59,7 @@ def _topic(app: faust.App, settings: Settings, spec: topics.TopicSpec) -> faust.
         partitions=settings.partitions,
         internal=True,
         allow_empty=True,
-        config={"cleanup.policy": "compact"} if spec.compacted else None,
+        config=settings.topic_config(spec.compacted),
     )
 
 
@@ -73,15 +73,20 @@ events_topic = _topic(app, settings, topics.EVENTS)
 card_updates_topic = _topic(app, settings, topics.CARD_UPDATES)
 customer_state_topic = _topic(app, settings, topics.CUSTOMER_POINT_STATE)
 activations_topic = _topic(app, settings, topics.ACTIVATIONS)
+entries_topic = _topic(app, settings, topics.ENTRIES)
 
 # Tables hold model JSON under raw UTF-8 keys. The Kafka key, the table's changelog key and the URL key must be
 # the same bytes: Faust's table_route hashes the table's serialized key to find the owner, while the data
 # sits in the partition of the record that wrote it. A Table picks its key serializer from key_type alone
 # (bytes -> raw, anything else -> json); with str keys the changelog held '"cust_1"' and about half of all view
 # requests went to a worker that did not hold the key. So keys are bytes: ids encoded as UTF-8.
-# cards: voucher id (bytes) -> CardState JSON, co-partitioned with events_topic.
+# Every table lives on events' partitions or card updates' (a write goes to the current event's partition).
+# cards: voucher id (bytes) -> CardAgg JSON (logic/cards.py), co-partitioned with events_topic.
 cards_table = app.Table("cards", key_type=bytes, value_type=bytes, partitions=settings.partitions,
-                        options=settings.rocksdb_options())
+                        options=settings.rocksdb_options(), extra_topic_configs=settings.topic_config(True))
+# entries: voucher id NUL entry id -> EntryRecord JSON, and index keys (logic/cards.py); on the card's partition.
+entries_table = app.Table("entries", key_type=bytes, value_type=bytes, partitions=settings.partitions,
+                          options=settings.rocksdb_options(), extra_topic_configs=settings.topic_config(True))
 # customers: customer id (bytes) -> CustomerState JSON, co-partitioned with card_updates_topic.
 customers_table = app.Table("customers", key_type=bytes, value_type=bytes, partitions=settings.partitions,
-                            options=settings.rocksdb_options())
+                            options=settings.rocksdb_options(), extra_topic_configs=settings.topic_config(True))

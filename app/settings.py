@@ -11,6 +11,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+# Room left under KAFKA_MAX_RECORD_BYTES for a delivery's key and headers: the input record's, and the dead-letter
+# copy's (original headers + dlq-* headers, the reason capped at 1,000 characters).
+DELIVERY_HEADROOM_BYTES = 16 * 1024
 
 
 class Settings(BaseSettings):
@@ -31,6 +34,10 @@ class Settings(BaseSettings):
     # Longest a consumer fetch waits on the broker for data (see app/fetch_wait.py): each pipeline stage's latency
     # on brokers that hold fetches for the whole wait; on Apache Kafka only the idle polling rate.
     kafka_fetch_max_wait_ms: int = Field(20, ge=1, le=5000)
+    # Largest record the producer sends (its max request size): Apache Kafka's default (1 MiB), so a run on the
+    # embedded broker (which takes any size) refuses what Kafka would. Topics this service creates get a matching
+    # `max.message.bytes`. Raise both here and on the cluster together.
+    kafka_max_record_bytes: int = Field(1024 * 1024, ge=64 * 1024)
     # Security for managed Kafka: TLS (SSL), SASL (PLAIN or SCRAM) or both (SASL_SSL).
     kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
     kafka_sasl_mechanism: SaslMechanism = "PLAIN"
@@ -93,7 +100,14 @@ class Settings(BaseSettings):
     # Voucherify activates pending points at 00:00 in the project's time zone; "early" is judged there.
     project_timezone: str = "UTC"
     # Largest delivery accepted (HTTP body or input record); larger POSTs get 413, larger records are dead-lettered.
-    max_delivery_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    # It must leave DELIVERY_HEADROOM_BYTES under KAFKA_MAX_RECORD_BYTES for the record's headers (and a dead-letter
+    # copy's), so that anything accepted can be stored and dead-lettered on a Kafka with the same limit.
+    max_delivery_bytes: int = Field(1024 * 1024 - DELIVERY_HEADROOM_BYTES, ge=1024)
+    # Finished (ACTIVATED/CANCELED) entries leave the card aggregate this long (event time) after they finished:
+    # Voucherify retries a delivery for 24 h, so 72 h covers every retry of a finished entry's events plus a
+    # two-day outage of ours, while the aggregate stays the size of what is pending or recent. A delivery that
+    # arrives later (a re-send by hand) is still applied exactly once: the entry's row says it was counted.
+    entry_retire_after_h: float = Field(72.0, ge=0)
 
     @model_validator(mode="after")
     def _check_security(self) -> "Settings":
@@ -103,6 +117,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs KAFKA_SASL_USERNAME and "
                 "KAFKA_SASL_PASSWORD"
+            )
+        if self.max_delivery_bytes + DELIVERY_HEADROOM_BYTES > self.kafka_max_record_bytes:
+            raise ValueError(
+                f"MAX_DELIVERY_BYTES={self.max_delivery_bytes} leaves less than {DELIVERY_HEADROOM_BYTES} bytes for "
+                f"headers under KAFKA_MAX_RECORD_BYTES={self.kafka_max_record_bytes}: a delivery accepted could not "
+                "be stored or dead-lettered"
             )
         if bool(self.kafka_ssl_certfile) != bool(self.kafka_ssl_keyfile):
             raise ValueError("KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together (mutual TLS)")
@@ -121,6 +141,20 @@ class Settings(BaseSettings):
             "block_cache_size": self.rocksdb_block_cache_mb * mb,
             "target_file_size_base": 16 * mb,
         }
+
+    @property
+    def retire_after(self):
+        import datetime as dt
+
+        return dt.timedelta(hours=self.entry_retire_after_h)
+
+    def topic_config(self, compacted: bool) -> dict[str, str]:
+        """Configs of every topic this service creates (Kafka's broker default is 1 MiB + 12 bytes of batch
+        overhead over the producer's 1 MiB; the same margin here)."""
+        config = {"max.message.bytes": str(self.kafka_max_record_bytes + 12)}
+        if compacted:
+            config["cleanup.policy"] = "compact"
+        return config
 
     def topic_name(self, registry_name: str) -> str:
         """The Kafka name of a registry topic in this deployment."""

@@ -62,7 +62,17 @@ ACTIVATIONS = TopicSpec(
     doc="Join of each entry's added and activated events, for time-to-activation analytics.",
 )
 
-ALL: tuple[TopicSpec, ...] = (WEBHOOKS, DEAD_LETTERS, EVENTS, CARD_UPDATES, CUSTOMER_POINT_STATE, ACTIVATIONS)
+ENTRIES = TopicSpec(
+    "pending-points-entries",
+    key="pending points id (lopp_…)",
+    value=records.PendingPointsEntry,
+    compacted=True,
+    doc="Each pending entry's current state (PENDING, ACTIVATED or CANCELED), one record per change.",
+)
+
+ALL: tuple[TopicSpec, ...] = (
+    WEBHOOKS, DEAD_LETTERS, EVENTS, CARD_UPDATES, CUSTOMER_POINT_STATE, ACTIVATIONS, ENTRIES,
+)
 
 # Dead-letter record headers (the original headers are kept as well).
 DLQ_REASON = "dlq-reason"  # "<code>: <detail>"

@@ -1,36 +1,67 @@
-"""Agent `cards`: fold normalized events into the per-voucher table; publish card summaries and joins."""
+"""Agent `cards`: fold normalized events into entry rows and the card aggregate; publish summaries, joins, entries."""
 from __future__ import annotations
-
-import logging
 
 from app import metrics
 from app.agents.batches import by_key, loaded, take
 from app.agents.publish import publish
 from app.logic import cards
-from app.main import activations_topic, app, card_updates_topic, cards_table, events_topic, project_tz
+from app.main import (
+    activations_topic, app, card_updates_topic, cards_table, entries_table, entries_topic, events_topic, project_tz,
+    settings,
+)
 from app.models import codec
-from app.models.records import CardState, NormalizedEvent
+from app.models.records import EntryRecord, NormalizedEvent
 
-logger = logging.getLogger(__name__)
+RETIRE_AFTER = settings.retire_after
 
 
 @app.agent(events_topic, name="cards")
 async def process_cards(stream):
     async for batch in take(stream, "cards"):  # (voucher_id, NormalizedEvent) records
         valid = await loaded(batch, NormalizedEvent, lambda ev: ev.voucher_id)
-        for key, group in by_key(valid):  # one table read and write per card per batch
-            raw = cards_table.get(key)
-            card = codec.load(CardState, raw) if raw is not None else None
-            new, out = cards.apply_batch(card, [(ev, event.message.offset) for ev, event in group], project_tz)
-            ts = group[-1][1].message.timestamp  # the newest delivery's, carried along (see ingest)
-            for summary in out.summaries:  # re-key: voucher -> customer
-                await publish(card_updates_topic, summary.customer_id.encode(), codec.dump(summary), timestamp=ts)
-            for joined in out.activations:
-                await publish(activations_topic, joined.pending_points_id.encode(), codec.dump(joined))
-            if new is not card or out.replay:
-                # Written after the outputs are queued; a replay writes it again so the changelog surely has it.
-                cards_table[key] = codec.dump(new)
-                metrics.change("cards", "replay" if out.replay else "changed")
-            else:
-                metrics.change("cards", "unchanged")
+        for key, group in by_key(valid):  # one aggregate read and write per card per batch
+            await _card(key, group)
         metrics.stage_done("cards", (event.message.timestamp for event in batch))
+
+
+async def _card(key: bytes, group) -> None:
+    voucher_id = key.decode()
+    raw = cards_table.get(key)
+    card, upgraded = cards.load(raw, RETIRE_AFTER) if raw is not None else (None, {})
+
+    def row(entry_id: str) -> EntryRecord | None:
+        if entry_id in upgraded:
+            return upgraded[entry_id]
+        value = entries_table.get(cards.entry_key(voucher_id, entry_id))
+        return codec.load(EntryRecord, value) if value is not None else None
+
+    res = cards.apply_batch(card, [(ev, event.message.offset) for ev, event in group], row, project_tz,
+                            RETIRE_AFTER)
+    out = res.outputs
+    ts = group[-1][1].message.timestamp  # the newest delivery's, carried along (see ingest)
+    for summary in out.summaries:  # re-key: voucher -> customer
+        await publish(card_updates_topic, summary.customer_id.encode(), codec.dump(summary), timestamp=ts)
+    for joined in out.activations:
+        await publish(activations_topic, joined.pending_points_id.encode(), codec.dump(joined))
+    for entry in out.entries:
+        await publish(entries_topic, entry.pending_points_id.encode(), codec.dump(entry))
+    # State is written after the outputs are queued. Entry rows first, the aggregate last; any subset of these
+    # writes surviving a crash is safe (logic/cards.py), a replay writes them again so the changelogs surely
+    # have them. A card in the old whole-card format is converted here: all its rows are written once.
+    for entry_id, rec in upgraded.items():
+        if entry_id not in res.rows:
+            _write_row(voucher_id, rec, index=True)
+    indexed = set(res.indexed)
+    for entry_id, rec in res.rows.items():
+        _write_row(voucher_id, rec, index=entry_id in indexed or entry_id in upgraded)
+    if res.changed or upgraded:
+        cards_table[key] = codec.dump(res.card)
+        metrics.change("cards", "replay" if out.replay else "changed")
+    else:
+        metrics.change("cards", "unchanged")
+
+
+def _write_row(voucher_id: str, rec: EntryRecord, *, index: bool) -> None:
+    entries_table[cards.entry_key(voucher_id, rec.entry.id)] = codec.dump(rec)
+    if index:
+        entries_table[cards.index_key(voucher_id, rec.seq, rec.entry.id)] = b""

@@ -1,34 +1,121 @@
-"""A loyalty card's state: apply one normalized event, return the new state and what to publish."""
+"""A loyalty card: fold a batch of its events into entry rows and an incrementally maintained card aggregate.
+
+State is two tables, co-partitioned by voucher id:
+- `entries`: one row per pending entry (`EntryRecord`: its observations and its sequence number on the card),
+  key `voucher id NUL entry id`, plus one index key per entry, `voucher id SOH ~seq entry id`, for listing a card's
+  entries newest first. A row costs the same whether the card has ten entries or ten thousand.
+- `cards`: the card aggregate (`CardAgg`): owner, snapshot, and totals. It holds each *live* entry's contribution
+  (seq, status, points, due date, finish time) and only sums for entries finished longer than the retirement
+  horizon ago, so its size is bounded by what is pending or recent, never by history.
+
+Why no subset of a batch's writes can lose or double count (the broker has no transactions, and the two
+tables' changelogs are written independently):
+- The aggregate is the only source of totals, and it absorbs each input record at most once: a record at or below
+  `last_offset` was absorbed before a crash, so reprocessing it only repairs the entry row (an idempotent merge,
+  written again so the changelog surely has it); the aggregate is not touched.
+- A record above `last_offset` is absorbed relative to what the aggregate itself holds, never to what the entry
+  row says it was: a live entry's old contribution is the one stored in `live`. An entry the aggregate does not
+  hold live is either retired (its row has `seq < next_seq`: the aggregate counted it, so the change is a delta on
+  the retired sums) or new to the aggregate (no row, or a row written by a batch whose aggregate write was lost:
+  its `seq >= next_seq`), and is counted now.
+- Reprocessing the same input in the same order gives the same sequence numbers and versions (`version` is the
+  last absorbed offset + 1), so a summary downstream is ordered the same way whichever writes survived.
+"""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from app.logic import entries
 from app.models.records import (
+    CardAgg,
     CardState,
     CardSummary,
     CardView,
+    EntryRecord,
     EntryState,
+    Live,
     NextActivation,
     NormalizedEvent,
     Owner,
     PendingPointsActivation,
+    PendingPointsEntry,
     Status,
     VoucherPoints,
     VoucherView,
 )
 
 _MIN = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+MAX_FORMER_OWNERS = 8
+ENTRY_SEP = b"\x00"  # entries table: voucher id NUL entry id -> EntryRecord
+INDEX_SEP = b"\x01"  # entries table: voucher id SOH (2^63 - 1 - seq, 8 bytes) entry id -> b"" (newest first)
+_SEQ_TOP = (1 << 63) - 1
+
+RowLoader = Callable[[str], "EntryRecord | None"]
+
+
+def entry_key(voucher_id: str, entry_id: str) -> bytes:
+    return voucher_id.encode() + ENTRY_SEP + entry_id.encode()
+
+
+def index_prefix(voucher_id: str) -> bytes:
+    return voucher_id.encode() + INDEX_SEP
+
+
+def index_key(voucher_id: str, seq: int, entry_id: str) -> bytes:
+    return index_prefix(voucher_id) + (_SEQ_TOP - seq).to_bytes(8, "big") + entry_id.encode()
+
+
+def parse_index_key(voucher_id: str, key: bytes) -> tuple[int, str]:
+    rest = key[len(index_prefix(voucher_id)):]
+    return _SEQ_TOP - int.from_bytes(rest[:8], "big"), rest[8:].decode()
 
 
 @dataclass(slots=True)
 class CardOutputs:
     summaries: list[CardSummary] = field(default_factory=list)  # -> pending-points-card-updates
     activations: list[PendingPointsActivation] = field(default_factory=list)  # -> pending-points-activations
-    replay: bool = False  # the record was applied before a crash: rewrite the state so the changelog has it
+    entries: list[PendingPointsEntry] = field(default_factory=list)  # -> pending-points-entries
+    replay: bool = False  # some records were absorbed before a crash: rewrite state, re-publish outputs
+
+
+@dataclass(slots=True)
+class CardResult:
+    card: CardAgg
+    rows: dict[str, EntryRecord]  # entry rows to write (changed, or repaired on a replay), in arrival order
+    indexed: list[str]  # of those, the ones whose index key must be written too (new place, or a replay)
+    outputs: CardOutputs
+    changed: bool  # the aggregate must be written (it changed, or a replay rewrites it)
+
+
+# --- contributions -------------------------------------------------------------------------------------------
+
+
+def _finished_at(entry: EntryState) -> dt.datetime | None:
+    final = entry.activated or entry.canceled
+    if final is None:
+        return None
+    stamps = [t for t in (final.activated_at, final.updated_at, final.occurred_at, final.created_at) if t]
+    return max(stamps) if stamps else None
+
+
+def contribution(seq: int, entry: EntryState) -> Live:
+    """What the aggregate holds for a live entry. The last item, a checksum of the entry's state, tells whether a
+    row read later is the one the aggregate absorbed (or one written by a batch whose aggregate write was lost)."""
+    st = entries.status(entry)
+    due = entries.activates_at(entry) if st is Status.PENDING else None
+    return (seq, st, entries.points(entry), due, _finished_at(entry), zlib.crc32(entry.model_dump_json().encode()))
+
+
+def _event_stamps(event: NormalizedEvent) -> list[dt.datetime]:
+    o = event.observation
+    stamps = [t for t in (o.occurred_at, o.updated_at, o.created_at, o.activated_at) if t is not None]
+    if event.card is not None:
+        stamps += [t for t in (event.card.as_of, event.card.occurred_at) if t is not None]
+    return stamps
 
 
 def _owner_of(event: NormalizedEvent) -> Owner:
@@ -50,89 +137,190 @@ def _snapshot_newer(a, b) -> bool:
     return entries.after((a.as_of or _MIN, a.occurred_at or _MIN), (b.as_of or _MIN, b.occurred_at or _MIN), a, b)
 
 
-def _merge(card: CardState | None, event: NormalizedEvent) -> CardState:
-    owner = _owner_of(event)
-    if card is None:
-        card = CardState(voucher_id=event.voucher_id, owner=owner)
-    updates: dict = {}
-    if _owner_key(owner) > _owner_key(card.owner):
-        updates["owner"] = owner
-    if event.card is not None and (card.snapshot is None or _snapshot_newer(event.card, card.snapshot)):
-        updates["snapshot"] = event.card
-    entry = card.entries.get(event.entry_id) or EntryState(id=event.entry_id)
-    merged = entries.merge(entry, event.step, event.observation)
-    if merged is not entry or event.entry_id not in card.entries:
-        updates["entries"] = {**card.entries, event.entry_id: merged}
-    return card.model_copy(update=updates) if updates else card
+class _Card:
+    """A mutable working copy of a CardAgg for the length of one batch."""
+
+    __slots__ = ("voucher_id", "owner", "former", "snapshot", "version", "last_offset", "next_seq", "live",
+                 "retired", "clock")
+
+    def __init__(self, agg: CardAgg):
+        self.voucher_id = agg.voucher_id
+        self.owner = agg.owner
+        self.former = list(agg.former_owners)
+        self.snapshot = agg.snapshot
+        self.version = agg.version
+        self.last_offset = agg.last_offset
+        self.next_seq = agg.next_seq
+        self.live = dict(agg.live)
+        self.retired = [agg.retired_activated, agg.retired_canceled, agg.retired_entries]
+        self.clock = agg.clock
+
+    def freeze(self) -> CardAgg:
+        return CardAgg(voucher_id=self.voucher_id, owner=self.owner, former_owners=tuple(self.former),
+                       snapshot=self.snapshot, version=self.version, last_offset=self.last_offset,
+                       next_seq=self.next_seq, live=self.live, retired_activated=self.retired[0],
+                       retired_canceled=self.retired[1], retired_entries=self.retired[2], clock=self.clock)
+
+    def absorb_card_facts(self, event: NormalizedEvent) -> bool:
+        """Owner, snapshot and clock from one event; True if anything changed."""
+        changed = False
+        owner = _owner_of(event)
+        if _owner_key(owner) > _owner_key(self.owner):
+            if owner.customer_id != self.owner.customer_id:
+                self.former = [c for c in self.former if c not in (self.owner.customer_id, owner.customer_id)]
+                self.former = (self.former + [self.owner.customer_id])[-MAX_FORMER_OWNERS:]
+            self.owner = owner
+            changed = True
+        if event.card is not None and (self.snapshot is None or _snapshot_newer(event.card, self.snapshot)):
+            self.snapshot = event.card
+            changed = True
+        stamps = _event_stamps(event)
+        if stamps and (self.clock is None or max(stamps) > self.clock):
+            self.clock = max(stamps)
+            changed = True
+        return changed
+
+    def retire(self, horizon: dt.timedelta) -> bool:
+        """Fold finished entries older than the horizon (by the card's event-time clock) into the retired sums."""
+        if self.clock is None:
+            return False
+        cutoff = self.clock - horizon
+        old = [eid for eid, c in self.live.items()
+               if c[1] is not Status.PENDING and c[4] is not None and c[4] < cutoff]
+        for eid in old:
+            self._add_retired(self.live.pop(eid), +1)
+        return bool(old)
+
+    def _add_retired(self, c: Live, sign: int) -> None:
+        if c[1] is Status.ACTIVATED:
+            self.retired[0] += sign * c[2]
+        elif c[1] is Status.CANCELED:
+            self.retired[1] += sign * c[2]
+        self.retired[2] += sign
 
 
-def apply(card: CardState | None, event: NormalizedEvent, offset: int, tz: ZoneInfo) -> tuple[CardState, CardOutputs]:
+def _new_card(event: NormalizedEvent) -> CardAgg:
+    return CardAgg(voucher_id=event.voucher_id, owner=_owner_of(event))
+
+
+# --- the fold ------------------------------------------------------------------------------------------------
+
+
+def apply(card: CardAgg | None, event: NormalizedEvent, offset: int, rows: RowLoader, tz: ZoneInfo,
+          retire_after: dt.timedelta) -> CardResult:
     """Fold one event into the card (a batch of one)."""
-    return apply_batch(card, [(event, offset)], tz)
+    return apply_batch(card, [(event, offset)], rows, tz, retire_after)
 
 
-def apply_batch(
-    card: CardState | None, items: Sequence[tuple[NormalizedEvent, int]], tz: ZoneInfo
-) -> tuple[CardState, CardOutputs]:
-    """Fold this card's events, in offset order, into the card; return the new state and what to publish.
+def apply_batch(card: CardAgg | None, items: Sequence[tuple[NormalizedEvent, int]], rows: RowLoader, tz: ZoneInfo,
+                retire_after: dt.timedelta) -> CardResult:
+    """Fold this card's events, in offset order; return the new aggregate, the entry rows to write and the outputs.
 
-    The state is folded event by event (the version counts state-changing events, so it does not depend on how
-    the input was cut into batches, and a card reprocessed after a crash gets the same versions again). The
-    outputs are derived once, from the state before and after the batch: one summary per card, one join per
-    entry, whatever the batch size. A record at or below `last_offset` is a replay after a crash (its state
-    change is already in the changelog, but its outputs may not have reached the broker), so the outputs it
-    would have produced are derived from the current state and published again.
+    `rows(entry_id)` reads an entry row (None if absent); each is read at most once per batch. Outputs are derived
+    once per batch from the state before and after it: one summary per card, one join and one entry record per
+    changed entry. On a replay (records the aggregate absorbed before a crash) the current outputs of the card and
+    of the replayed entries are published again, and their state written again.
     """
     if not items:
         raise ValueError("apply_batch needs at least one event")
-    outputs = CardOutputs()
     first_offset = card.last_offset if card is not None else -1
-    new = card
-    touched: dict[str, bool] = {}  # entry id -> replayed (ordered: outputs follow arrival order)
+    work = _Card(card if card is not None else _new_card(items[0][0]))
+    before: dict[str, EntryRecord | None] = {}  # rows as they were before the batch
+    now: dict[str, EntryRecord | None] = {}
+    touched: dict[str, bool] = {}  # entry id -> outputs to publish again (ordered: outputs follow arrival order)
+    dirty: dict[str, None] = {}
+    replay = changed = False
     for event, offset in items:
-        if offset <= first_offset:
-            outputs.replay = True
-            touched[event.entry_id] = True
+        eid = event.entry_id
+        if eid not in now:
+            before[eid] = now[eid] = rows(eid)
+        row = now[eid]
+        state = row.entry if row is not None else EntryState(id=eid)
+        merged = entries.merge(state, event.step, event.observation)
+        if offset <= first_offset:  # absorbed by the aggregate before a crash: repair the row, count nothing
+            replay = True
+            touched[eid] = True
+            seq = row.seq if row is not None else (work.live[eid][0] if eid in work.live else -1)
+            now[eid] = EntryRecord(voucher_id=work.voucher_id, seq=seq, entry=merged)
+            dirty[eid] = None
             continue
-        merged = _merge(new, event)
-        if merged is not new:
-            new = merged.model_copy(update={"version": merged.version + 1, "last_offset": offset})
-            touched.setdefault(event.entry_id, False)
-    if new is None:  # only replays of a card we do not hold: impossible unless the table lost it
-        raise ValueError("replayed events for a card that is not in the table")
-    if new is card and not outputs.replay:
-        return card, outputs
+        this = work.absorb_card_facts(event)
+        live = work.live.get(eid)
+        # `ahead`: the row holds changes the aggregate never absorbed (its write was lost in a crash), so this
+        # entry's outputs may have been lost with it: they are published again.
+        if live is not None:
+            seq = live[0]
+            ahead = row is not None and live[5] != contribution(seq, state)[5]
+            new_c = contribution(seq, merged)
+            if new_c != live:
+                work.live[eid] = new_c
+                this = True
+        elif row is not None and row.seq < work.next_seq:  # retired: counted in the sums, change them by the delta
+            seq = row.seq
+            ahead = merged is state  # a late duplicate: cheap to answer with the current outputs
+            old_c, new_c = contribution(seq, state), contribution(seq, merged)
+            if new_c[:5] != old_c[:5]:
+                work._add_retired(old_c, -1)
+                work._add_retired(new_c, +1)
+                this = True
+        else:  # new to the aggregate
+            seq = work.next_seq
+            ahead = row is not None
+            work.next_seq += 1
+            work.live[eid] = contribution(seq, merged)
+            this = True
+        if ahead:
+            touched[eid] = True
+        if row is None or merged is not state or row.seq != seq:
+            now[eid] = EntryRecord(voucher_id=work.voucher_id, seq=seq, entry=merged)
+            dirty[eid] = None
+            this = True
+        if this:
+            changed = True
+            work.last_offset = offset
+            work.version = offset + 1
+        touched.setdefault(eid, False)
+    if changed:
+        work.retire(retire_after)
+    new = work.freeze() if (changed or card is None) else card
 
+    outputs = CardOutputs(replay=replay)
     new_facts = _facts(new)
-    if card is None or outputs.replay:
+    if card is None or replay:
+        outputs.summaries += [_removed(new, new_facts, c) for c in new.former_owners if c != new.owner.customer_id]
         outputs.summaries.append(_summary(new, new_facts))
-    else:
+    elif changed:
         old_facts = _facts(card)
-        if card.owner.customer_id != new.owner.customer_id:
-            # The card changed hands: the previous owner must stop counting it.
-            removed = _summary(card, old_facts).model_copy(update={"version": new.version, "removed": True})
-            outputs.summaries.append(removed)
+        if card.owner.customer_id != new.owner.customer_id:  # changed hands: the previous owner stops counting it
+            outputs.summaries.append(_removed(new, _facts(card), card.owner.customer_id))
         if old_facts != new_facts:
             outputs.summaries.append(_summary(new, new_facts))
 
-    for entry_id, replayed in touched.items():
-        new_act = entries.activation(new.entries[entry_id], new.voucher_id, tz) if entry_id in new.entries else None
-        if new_act is None:
+    for eid, replayed in touched.items():
+        after_row, before_row = now[eid], before[eid]
+        if after_row is None:
             continue
-        old_entry = card.entries.get(entry_id) if card is not None and not replayed else None
-        if replayed or old_entry is None or new_act != entries.activation(old_entry, new.voucher_id, tz):
+        new_act = entries.activation(after_row.entry, new.voucher_id, tz)
+        if new_act is not None and (replayed or before_row is None
+                                    or new_act != entries.activation(before_row.entry, new.voucher_id, tz)):
             outputs.activations.append(new_act)
-    return new, outputs
+        new_rec = entry_record(after_row)
+        if replayed or before_row is None or new_rec != entry_record(before_row):
+            outputs.entries.append(new_rec)
+    rows_out = {eid: now[eid] for eid in dirty}
+    indexed = [eid for eid in dirty if touched[eid] or before[eid] is None or before[eid].seq != now[eid].seq]
+    return CardResult(card=new, rows=rows_out, indexed=indexed, outputs=outputs, changed=changed or replay)
 
 
-def _totals(card: CardState) -> tuple[int, int, int, tuple[dt.date, int] | None]:
-    pending = activated = canceled = 0
+# --- derived facts -------------------------------------------------------------------------------------------
+
+
+def _totals(card: CardAgg) -> tuple[int, int, int, tuple[dt.date, int] | None]:
+    pending, activated, canceled = 0, card.retired_activated, card.retired_canceled
     due: dict[dt.date, int] = {}
-    for entry in card.entries.values():
-        st, pts = entries.status(entry), entries.points(entry)
+    for _seq, st, pts, day, _fin, _crc in card.live.values():
         if st is Status.PENDING:
             pending += pts
-            day = entries.activates_at(entry)
             if day is not None:
                 due[day] = due.get(day, 0) + pts
         elif st is Status.ACTIVATED:
@@ -146,27 +334,15 @@ def _totals(card: CardState) -> tuple[int, int, int, tuple[dt.date, int] | None]
     return pending, activated, canceled, nxt
 
 
-def _updated_at(card: CardState) -> dt.datetime | None:
-    """Newest event time known for the card (event time, not processing time, so replays agree)."""
-    stamps = [t for t in card.owner.stamp if t is not None]
-    if card.snapshot is not None:
-        stamps += [t for t in (card.snapshot.as_of, card.snapshot.occurred_at) if t is not None]
-    for entry in card.entries.values():
-        for obs in (entry.added, entry.updated, entry.activated, entry.canceled):
-            if obs is not None:
-                stamps += [t for t in (obs.occurred_at, obs.updated_at, obs.created_at, obs.activated_at) if t]
-    return max(stamps) if stamps else None
-
-
-def _facts(card: CardState) -> tuple:
+def _facts(card: CardAgg) -> tuple:
     """Everything a card's summary says except its version, as plain values: comparing two cards' facts is
     how a batch decides whether to publish, without building the models."""
     s = card.snapshot
     snapshot = (s.points, s.balance, s.pending_points) if s is not None else None
-    return (card.owner.customer_id, card.owner.campaign_id, _totals(card), snapshot, _updated_at(card))
+    return (card.owner.customer_id, card.owner.campaign_id, _totals(card), snapshot, card.clock)
 
 
-def _voucher_points(card: CardState, facts: tuple) -> VoucherPoints:
+def _voucher_points(card: CardAgg, facts: tuple) -> VoucherPoints:
     _customer, campaign_id, (pending, activated, canceled, nxt), snapshot, _updated = facts
     return VoucherPoints(
         voucher_id=card.voucher_id,
@@ -179,25 +355,36 @@ def _voucher_points(card: CardState, facts: tuple) -> VoucherPoints:
     )
 
 
-def _summary(card: CardState, facts: tuple) -> CardSummary:
-    return CardSummary(
-        customer_id=facts[0],
-        voucher_id=card.voucher_id,
-        version=card.version,
-        points=_voucher_points(card, facts),
-        updated_at=facts[4],
-    )
+def _summary(card: CardAgg, facts: tuple) -> CardSummary:
+    return CardSummary(customer_id=facts[0], voucher_id=card.voucher_id, version=card.version,
+                       points=_voucher_points(card, facts), updated_at=facts[4])
 
 
-def voucher_points(card: CardState) -> VoucherPoints:
+def _removed(card: CardAgg, facts: tuple, customer_id: str) -> CardSummary:
+    return _summary(card, facts).model_copy(update={"customer_id": customer_id, "removed": True})
+
+
+def voucher_points(card: CardAgg) -> VoucherPoints:
     return _voucher_points(card, _facts(card))
 
 
-def summary(card: CardState) -> CardSummary:
+def summary(card: CardAgg) -> CardSummary:
     return _summary(card, _facts(card))
 
 
-def view(card: CardState) -> VoucherView:
+def entry_record(row: EntryRecord) -> PendingPointsEntry:
+    """The `pending-points-entries` record of an entry row."""
+    e = row.entry
+    v = entries.view(e)
+    d = entries.descriptor(e)
+    return PendingPointsEntry(
+        pending_points_id=e.id, status=v.status, points=v.points, activates_at=v.activates_at,
+        voucher_id=row.voucher_id, customer_id=d.customer_id, campaign_id=d.campaign_id, order_id=v.order_id,
+        created_at=v.created_at, updated_at=v.updated_at, activated_at=v.activated_at, canceled_at=v.canceled_at,
+    )
+
+
+def view(card: CardAgg, page: Sequence[EntryRecord], next_after: str | None) -> VoucherView:
     vp = voucher_points(card)
     return VoucherView(
         voucher_id=card.voucher_id,
@@ -208,6 +395,48 @@ def view(card: CardState) -> VoucherView:
         canceled_points=vp.canceled_points,
         next_activation=vp.next_activation,
         card=vp.card,
-        entries=[entries.view(e) for _, e in sorted(card.entries.items())],
-        updated_at=_updated_at(card),
+        updated_at=card.clock,
+        entries_count=card.next_seq,
+        entries=[entries.view(r.entry) for r in page],
+        next_after=next_after,
     )
+
+
+# --- the format before entry rows ----------------------------------------------------------------------------
+
+
+def upgrade(old: CardState, retire_after: dt.timedelta) -> tuple[CardAgg, dict[str, EntryRecord]]:
+    """Convert a whole-card document (the format before entry rows) into an aggregate and its entry rows.
+
+    Sequence numbers follow the entries' creation time (then id); the version and last offset are kept, so replay
+    detection and the order of summaries downstream carry on (later versions are offsets + 1, always greater).
+    """
+    def first_seen(e: EntryState) -> tuple:
+        o = e.added or e.updated or entries.descriptor(e)
+        return (o.created_at or o.occurred_at or _MIN, e.id)
+
+    ordered = sorted(old.entries.values(), key=first_seen)
+    rows = {e.id: EntryRecord(voucher_id=old.voucher_id, seq=i, entry=e) for i, e in enumerate(ordered)}
+    stamps = [t for t in old.owner.stamp if t is not None]
+    if old.snapshot is not None:
+        stamps += [t for t in (old.snapshot.as_of, old.snapshot.occurred_at) if t is not None]
+    for e in ordered:
+        for o in (e.added, e.updated, e.activated, e.canceled):
+            if o is not None:
+                stamps += [t for t in (o.occurred_at, o.updated_at, o.created_at, o.activated_at) if t]
+    agg = CardAgg(voucher_id=old.voucher_id, owner=old.owner, snapshot=old.snapshot, version=old.version,
+                  last_offset=old.last_offset, next_seq=len(ordered),
+                  live={r.entry.id: contribution(r.seq, r.entry) for r in rows.values()},
+                  clock=max(stamps) if stamps else None)
+    work = _Card(agg)
+    work.retire(retire_after)
+    return work.freeze(), rows
+
+
+def load(raw: bytes, retire_after: dt.timedelta) -> tuple[CardAgg, dict[str, EntryRecord]]:
+    """A `cards` table value: the aggregate, plus the entry rows still to write if it was in the old format."""
+    from app.models import codec
+
+    if raw.startswith(b'{"v":2'):
+        return codec.load(CardAgg, raw), {}
+    return upgrade(codec.load(CardState, raw), retire_after)

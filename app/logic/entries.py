@@ -70,7 +70,7 @@ def _latest_pending(entry: EntryState) -> Observation | None:
     return newest(entry.added, entry.updated)
 
 
-def _descriptor(entry: EntryState) -> Observation:
+def descriptor(entry: EntryState) -> Observation:
     """The newest observation of any step: source of descriptive fields (order, campaign, activates_at)."""
     seen = [o for o in (entry.added, entry.updated, entry.activated, entry.canceled) if o is not None]
     return newest(*seen)
@@ -90,11 +90,11 @@ def activates_at(entry: EntryState) -> dt.date | None:
     pending = _latest_pending(entry)
     if pending is not None and pending.activates_at is not None:
         return pending.activates_at
-    return _descriptor(entry).activates_at
+    return descriptor(entry).activates_at
 
 
 def view(entry: EntryState) -> EntryView:
-    d = _descriptor(entry)
+    d = descriptor(entry)
     first = entry.added or entry.updated or d
     return EntryView(
         id=entry.id,

@@ -2,11 +2,13 @@
 
 Shapes, by topic / table:
 - `pending-points-events` (key voucher id):        NormalizedEvent
-- table `cards` (key voucher id):                   CardState
+- table `cards` (key voucher id):                   CardAgg (CardState: the format before entry rows, read and converted)
+- table `entries` (key voucher id NUL entry id):    EntryRecord (+ index keys voucher id SOH seq, see logic/cards)
 - `pending-points-card-updates` (key customer id):  CardSummary
 - table `customers` (key customer id):              CustomerState
 - `customer-point-state` (key customer id):         CustomerPointState
 - `pending-points-activations` (key entry id):      PendingPointsActivation
+- `pending-points-entries` (key entry id):          PendingPointsEntry
 - GET /vouchers/{id}:                               VoucherView
 """
 from __future__ import annotations
@@ -96,7 +98,8 @@ class Owner(_Strict):
 
 
 class CardState(_Strict):
-    """Table `cards`: one loyalty card (voucher) and its pending entries."""
+    """Table `cards` as written before entry rows (one document per card with every entry it ever had). Still read:
+    `logic.cards.upgrade` converts it on first touch."""
 
     voucher_id: str
     owner: Owner
@@ -111,10 +114,40 @@ class NextActivation(_Strict):
     points: int
 
 
-class CardTotals(_Strict):
-    pending_points: int = 0
-    activated_points: int = 0
-    canceled_points: int = 0
+# One live entry's contribution to its card's totals: (seq, status, points, activates_at, finished_at, checksum
+# of the entry's state as absorbed).
+Live = tuple[int, Status, int, dt.date | None, dt.datetime | None, int]
+
+
+class CardAgg(_Strict):
+    """Table `cards` (key voucher id): the card's owner, snapshot and totals, maintained incrementally.
+
+    Its size does not depend on the card's history: `live` holds the contribution of each entry still PENDING or
+    finished less than ENTRY_RETIRE_AFTER_H ago (event time); older finished entries are folded into the
+    `retired_*` sums. The entries themselves are rows of the `entries` table.
+    """
+
+    v: Literal[2] = 2
+    voucher_id: str
+    owner: Owner
+    former_owners: tuple[str, ...] = ()  # most recent last, bounded: removals re-published on a replay
+    snapshot: CardSnapshot | None = None
+    version: int = 0  # last_offset + 1 of the last change: the same on reprocessing, orders CardSummary records
+    last_offset: int = -1  # the last `pending-points-events` record absorbed (replay detection)
+    next_seq: int = 0  # entries counted so far; an entry row with seq < next_seq is counted (live or retired)
+    live: dict[str, Live] = Field(default_factory=dict)
+    retired_activated: int = 0
+    retired_canceled: int = 0
+    retired_entries: int = 0
+    clock: dt.datetime | None = None  # newest event time seen on the card (drives retirement; `updated_at`)
+
+
+class EntryRecord(_Strict):
+    """Table `entries` (key voucher id NUL entry id): one pending entry's observations and its place on the card."""
+
+    voucher_id: str
+    seq: int  # order in which the card first counted it (-1: repaired after a crash, place unknown)
+    entry: EntryState
 
 
 class CardView(_Strict):
@@ -185,6 +218,24 @@ class PendingPointsActivation(_Strict):
     pending_seconds: float | None
 
 
+class PendingPointsEntry(_Strict):
+    """Value of `pending-points-entries`: an entry's current state, one record per change."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    pending_points_id: str
+    status: Status
+    points: int
+    activates_at: dt.date | None
+    voucher_id: str
+    customer_id: str
+    campaign_id: str | None
+    order_id: str | None
+    created_at: dt.datetime | None
+    updated_at: dt.datetime | None
+    activated_at: dt.datetime | None
+    canceled_at: dt.datetime | None
+
+
 class EntryView(_Strict):
     id: str
     status: Status
@@ -209,8 +260,10 @@ class VoucherView(_Strict):
     canceled_points: int
     next_activation: NextActivation | None
     card: CardView | None
-    entries: list[EntryView]
     updated_at: dt.datetime | None
+    entries_count: int  # every entry the card ever had
+    entries: list[EntryView]  # one page, newest (most recently first seen) first
+    next_after: str | None  # pass as ?after= for the next page; null on the last page
 
 
 class DeadLetterReason(_Strict):

@@ -8,6 +8,24 @@ from app.models.records import CardSnapshot, NormalizedEvent, Observation, Step
 
 UTC = dt.timezone.utc
 T = dt.datetime(2025, 3, 1, tzinfo=UTC)
+H72 = dt.timedelta(hours=72)
+
+
+class _Card:
+    """cards.apply / apply_batch with the entry rows kept in a dict, returning (card, outputs) as a test reads."""
+
+    def __init__(self):
+        self.rows: dict = {}  # the entries table: (voucher id, entry id) -> row
+
+    def apply_batch(self, card, items, tz=UTC):
+        voucher = items[0][0].voucher_id
+        res = cards.apply_batch(card, items, lambda eid: self.rows.get((voucher, eid)), tz, H72)
+        for eid, row in res.rows.items():
+            self.rows[(voucher, eid)] = row
+        return res.card, res.outputs
+
+    def apply(self, card, ev, offset, tz=UTC):
+        return self.apply_batch(card, [(ev, offset)], tz)
 
 
 def event(step, entry="lopp_1", points=10, customer="c1", at=T, voucher="v1"):
@@ -21,41 +39,46 @@ def event(step, entry="lopp_1", points=10, customer="c1", at=T, voucher="v1"):
 
 
 def test_apply__first_event_publishes_a_summary_and_a_duplicate_publishes_nothing():
-    card, out = cards.apply(None, event(Step.ADDED), 0, UTC)
+    c = _Card()
+    card, out = c.apply(None, event(Step.ADDED), 0, UTC)
     assert [s.points.pending_points for s in out.summaries] == [10] and not out.activations
-    again, out = cards.apply(card, event(Step.ADDED), 1, UTC)
+    again, out = c.apply(card, event(Step.ADDED), 1, UTC)
     assert again is card and not out.summaries and not out.activations
 
 
 def test_apply__join_is_published_once_whichever_side_comes_first():
     for first, second in ((Step.ADDED, Step.ACTIVATED), (Step.ACTIVATED, Step.ADDED)):
-        card, out1 = cards.apply(None, event(first, at=T + dt.timedelta(days=4)), 0, UTC)
-        card, out2 = cards.apply(card, event(second, at=T + dt.timedelta(days=4)), 1, UTC)
-        card, out3 = cards.apply(card, event(second, at=T + dt.timedelta(days=4)), 2, UTC)
+        c = _Card()
+        card, out1 = c.apply(None, event(first, at=T + dt.timedelta(days=4)), 0, UTC)
+        card, out2 = c.apply(card, event(second, at=T + dt.timedelta(days=4)), 1, UTC)
+        card, out3 = c.apply(card, event(second, at=T + dt.timedelta(days=4)), 2, UTC)
         assert (len(out1.activations), len(out2.activations), len(out3.activations)) == (0, 1, 0)
         assert out2.activations[0].activated_early is False  # due 2025-03-05, activated that day
 
 
 def test_apply__replayed_offset_republishes_current_outputs_without_changing_state():
-    card, _ = cards.apply(None, event(Step.ADDED), 5, UTC)
-    card, out = cards.apply(card, event(Step.ACTIVATED, at=T + dt.timedelta(days=1)), 6, UTC)
-    replayed, again = cards.apply(card, event(Step.ACTIVATED, at=T + dt.timedelta(days=1)), 6, UTC)
+    c = _Card()
+    card, _ = c.apply(None, event(Step.ADDED), 5, UTC)
+    card, out = c.apply(card, event(Step.ACTIVATED, at=T + dt.timedelta(days=1)), 6, UTC)
+    replayed, again = c.apply(card, event(Step.ACTIVATED, at=T + dt.timedelta(days=1)), 6, UTC)
     assert replayed is card
     assert again.summaries == [cards.summary(card)] and again.activations == out.activations
 
 
 def test_apply__a_card_changing_hands_is_removed_from_the_old_owner():
-    card, _ = cards.apply(None, event(Step.ADDED, customer="c1", at=T), 0, UTC)
-    card, out = cards.apply(card, event(Step.ADDED, entry="lopp_2", customer="c2", at=T + dt.timedelta(1)), 1, UTC)
+    c = _Card()
+    card, _ = c.apply(None, event(Step.ADDED, customer="c1", at=T), 0, UTC)
+    card, out = c.apply(card, event(Step.ADDED, entry="lopp_2", customer="c2", at=T + dt.timedelta(1)), 1, UTC)
     assert [(s.customer_id, s.removed) for s in out.summaries] == [("c1", True), ("c2", False)]
-    c1, rec = customers.apply(None, cards.summary(cards.apply(None, event(Step.ADDED), 0, UTC)[0]), 0)
+    c1, rec = customers.apply(None, cards.summary(c.apply(None, event(Step.ADDED), 0, UTC)[0]), 0)
     c1, rec = customers.apply(c1, out.summaries[0], 1)
     assert rec is not None and rec.vouchers == {} and rec.pending_points == 0
 
 
 def test_customers__stale_or_duplicate_summaries_change_nothing():
-    card1, _ = cards.apply(None, event(Step.ADDED), 0, UTC)
-    card2, _ = cards.apply(card1, event(Step.UPDATED, points=3, at=T + dt.timedelta(hours=1)), 1, UTC)
+    c = _Card()
+    card1, _ = c.apply(None, event(Step.ADDED), 0, UTC)
+    card2, _ = c.apply(card1, event(Step.UPDATED, points=3, at=T + dt.timedelta(hours=1)), 1, UTC)
     state, rec = customers.apply(None, cards.summary(card2), 10)
     assert rec.pending_points == 3
     same, none = customers.apply(state, cards.summary(card1), 11)  # older version arrives late
@@ -65,8 +88,9 @@ def test_customers__stale_or_duplicate_summaries_change_nothing():
 
 
 def test_customers__sums_and_next_activation_span_all_cards():
-    a, _ = cards.apply(None, event(Step.ADDED, voucher="v1", points=4), 0, UTC)
-    b, _ = cards.apply(None, event(Step.ADDED, voucher="v2", points=6, entry="lopp_2"), 0, UTC)
+    c = _Card()
+    a, _ = c.apply(None, event(Step.ADDED, voucher="v1", points=4), 0, UTC)
+    b, _ = c.apply(None, event(Step.ADDED, voucher="v2", points=6, entry="lopp_2"), 0, UTC)
     state, _ = customers.apply(None, cards.summary(a), 0)
     state, rec = customers.apply(state, cards.summary(b), 1)
     assert rec.pending_points == 10 and set(rec.vouchers) == {"v1", "v2"}
@@ -74,30 +98,33 @@ def test_customers__sums_and_next_activation_span_all_cards():
 
 
 def test_apply_batch__one_summary_per_card_and_the_join_once():
+    c = _Card()
     later = T + dt.timedelta(days=1)
     batch = [(event(Step.ADDED), 0), (event(Step.ADDED, entry="lopp_2", points=5), 1),
              (event(Step.ACTIVATED, at=later), 2), (event(Step.ADDED), 3)]
-    card, out = cards.apply_batch(None, batch, UTC)
-    assert card.version == 3 and card.last_offset == 2  # the duplicate at offset 3 changed nothing
+    card, out = c.apply_batch(None, batch, UTC)
+    assert card.version == 3 and card.last_offset == 2  # version = last change's offset + 1; offset 3 is a duplicate
     assert [(s.points.pending_points, s.points.activated_points, s.version) for s in out.summaries] == [(5, 10, 3)]
     assert [a.pending_points_id for a in out.activations] == ["lopp_1"]
 
 
 def test_apply_batch__a_replay_mixed_with_new_events_republishes_and_applies_the_rest():
+    c = _Card()
     later = T + dt.timedelta(days=1)
-    card, _ = cards.apply(None, event(Step.ADDED), 5, UTC)
-    card, _ = cards.apply(card, event(Step.ACTIVATED, at=later), 6, UTC)
+    card, _ = c.apply(None, event(Step.ADDED), 5, UTC)
+    card, _ = c.apply(card, event(Step.ACTIVATED, at=later), 6, UTC)
     # after a crash the batch starts below last_offset: offset 6 was applied, offset 7 was not
-    new, out = cards.apply_batch(card, [(event(Step.ACTIVATED, at=later), 6),
+    new, out = c.apply_batch(card, [(event(Step.ACTIVATED, at=later), 6),
                                         (event(Step.ADDED, entry="lopp_2", points=4), 7)], UTC)
-    assert out.replay and new.last_offset == 7 and set(new.entries) == {"lopp_1", "lopp_2"}
+    assert out.replay and new.last_offset == 7 and set(new.live) == {"lopp_1", "lopp_2"}
     assert out.summaries == [cards.summary(new)]
     assert [a.pending_points_id for a in out.activations] == ["lopp_1"]  # the replayed join, published again
 
 
 def test_customers_apply_batch__publishes_once_and_only_a_change():
-    a, _ = cards.apply(None, event(Step.ADDED, voucher="v1", points=4), 0, UTC)
-    b, _ = cards.apply(None, event(Step.ADDED, voucher="v2", points=6, entry="lopp_2"), 0, UTC)
+    c = _Card()
+    a, _ = c.apply(None, event(Step.ADDED, voucher="v1", points=4), 0, UTC)
+    b, _ = c.apply(None, event(Step.ADDED, voucher="v2", points=6, entry="lopp_2"), 0, UTC)
     state, rec = customers.apply_batch(None, [(cards.summary(a), 0), (cards.summary(b), 1)])
     assert rec.pending_points == 10 and set(rec.vouchers) == {"v1", "v2"}
     same, none = customers.apply_batch(state, [(cards.summary(a), 2), (cards.summary(b), 3)])

@@ -104,15 +104,17 @@ def test_topic_plan__every_registry_topic_and_changelog_with_partitions_and_comp
     for spec in topics.ALL:
         p = planned["p-" + spec.name]
         assert p.partitions == 6 and (p.config.get("cleanup.policy") == "compact") == spec.compacted
-    for table in ("cards", "customers"):
-        assert planned[f"pp-{table}-changelog"].config == {"cleanup.policy": "compact"}
+        assert p.config["max.message.bytes"] == str(1024 * 1024 + 12)  # Kafka's broker default, as on Kafka
+    for table in ("cards", "entries", "customers"):
+        assert planned[f"pp-{table}-changelog"].config == {"cleanup.policy": "compact",
+                                                           "max.message.bytes": str(1024 * 1024 + 12)}
 
 
 def test_topic_plan__changelog_names_match_what_faust_declares():
     from app import main
 
     names = {p.name for p in admin.plan(main.settings)}
-    for table in (main.cards_table, main.customers_table):
+    for table in (main.cards_table, main.entries_table, main.customers_table):
         assert table.changelog_topic.get_topic_name() in names
 
 

@@ -12,7 +12,7 @@ def test_tables__take_their_partition_count_from_the_topic_that_feeds_them():
 
 def test_tables__keys_are_raw_bytes_like_the_kafka_and_url_keys():
     # JSON-encoded table keys hash to other partitions than the data: routed views then miss half the keys.
-    for table in (main.cards_table, main.customers_table):
+    for table in (main.cards_table, main.entries_table, main.customers_table):
         assert table.key_serializer == "raw"
         assert table.changelog_topic.key_serializer == "raw"
 
@@ -22,7 +22,7 @@ def test_topics__every_registry_entry_is_declared_once_with_its_cleanup_policy()
     assert len(names) == len(set(names))
     declared = {t.get_topic_name(): t for t in (
         main.webhooks_topic, main.dead_letter_topic, main.events_topic, main.card_updates_topic,
-        main.customer_state_topic, main.activations_topic)}
+        main.customer_state_topic, main.activations_topic, main.entries_topic)}
     assert set(declared) == {main.settings.topic_name(n) for n in names}
     for spec in topics.ALL:
         config = declared[main.settings.topic_name(spec.name)].config or {}
