@@ -1,14 +1,34 @@
 """`python -m app worker …` (Faust's CLI) with every agent and view registered."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 
-from app import restore
+from app import admin, restore
 from app.broker_wait import wait_for_broker
 from app.main import app, cards_table, customers_table, entries_table, settings
 from app.agents import cards, customers, ingest  # noqa: F401  (registers agents)
 from app.views import customers as customer_views, health, metrics, stats, vouchers, webhooks  # noqa: F401
+
+
+def _create_topics() -> None:
+    """Create every registry topic and changelog that is missing, with its partitions and configs, before Faust
+    starts. Faust declares only the topics agents read and the changelogs; the output topics (written straight
+    to the producer) would otherwise be auto-created by the broker with its defaults: not compacted, and without
+    our record limit. A principal that may not create topics gets a warning (provision them with
+    `python -m app.admin create-topics`)."""
+    loop = asyncio.new_event_loop()
+    try:
+        lines = loop.run_until_complete(admin.create_topics(settings))
+        created = [line for line in lines if line.startswith("create")]
+        if created:
+            logging.getLogger(__name__).info("created %d topics:\n%s", len(created), "\n".join(created))
+    except Exception as exc:
+        logging.getLogger(__name__).warning("could not create missing topics (%r): provision them with "
+                                            "`python -m app.admin create-topics`", exc)
+    finally:
+        loop.close()
 
 
 def main() -> None:
@@ -20,6 +40,7 @@ def main() -> None:
                             format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
         webhooks.log_mode()
         wait_for_broker(settings.kafka_client_kwargs(), settings.broker_wait_s)
+        _create_topics()
         if settings.bulk_restore:
             restore.run([cards_table, entries_table, customers_table], settings.kafka_client_kwargs(),
                         verify_end_offsets=settings.kafka_verify_end_offsets)

@@ -296,17 +296,23 @@ def fresh_added(tag: str, i: int, at: dt.datetime | None = None, entries_per_car
 
 
 def preloaded_cards(n_cards: int, per_card: int = 10, tag: str = "seed"):
-    """(voucher id, CardState JSON) for `n_cards` cards of `per_card` pending entries each, as the `cards` table
-    holds them: for filling a changelog directly (benchmarks of large state, recovery tests)."""
-    from app.logic import cards
+    """(voucher id, value) for `n_cards` cards of `per_card` pending entries each, in the `cards` table's format
+    before entry rows (one `CardState` document per card, every entry inside): for filling a changelog directly
+    (recovery tests and benchmarks of large state, which also exercise the conversion on read)."""
+    from app.logic import entries
+    from app.logic.cards import _owner_of
     from app.logic.decode import decode
     from app.models import codec
+    from app.models.records import CardState, EntryState
 
     card = None
-    for i in range(per_card):  # one template card, built by the service's own logic
-        d = fresh_added(tag, i, entries_per_card=per_card)
-        card, _ = cards.apply(card, decode(d.value, {}, max_bytes=1 << 20).event, i, dt.timezone.utc)
-    template = codec.dump(card.model_copy(update={"last_offset": -1})).decode()  # -1: nothing is a replay
+    for i in range(per_card):  # one template card, folded the way the old version folded it
+        ev = decode(fresh_added(tag, i, entries_per_card=per_card).value, {}, max_bytes=1 << 20).event
+        if card is None:
+            card = CardState(voucher_id=ev.voucher_id, owner=_owner_of(ev), snapshot=ev.card)
+        entry = entries.merge(EntryState(id=ev.entry_id), ev.step, ev.observation)
+        card = card.model_copy(update={"entries": {**card.entries, ev.entry_id: entry}, "version": i + 1})
+    template = codec.dump(card).decode()  # last_offset -1: nothing is a replay
     ids = re.compile(rf"\b(v|cust|lopp|ord)_{tag}_(\d{{8}})")
     for c in range(n_cards):
         def sub(m: re.Match, c: int = c) -> str:

@@ -11,6 +11,8 @@ because timings on shared machines are noisy; both run in the same invocation on
 - recovery: a second worker with an empty state dir restores both changelogs (records/s; from its log: the bulk
   restore of app/restore.py plus Faust's own recovery of anything written since).
 - RSS: peak resident memory (VmHWM) of the worker.
+- card history (scripts/bench_card_history.py): per-event cost and record sizes on one card holding 10, 100,
+  1,000 and 10,000 entries, one event per batch; writes card-history.json and card-history.png.
 - `--growth`: the throughput run at 10k, 30k and 60k deliveries, and 10k deliveries on top of a cards table
   preloaded with 1M entries (100k cards); writes growth.txt and growth.png.
 """
@@ -31,8 +33,10 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import topics  # noqa: E402
+import bench_card_history  # noqa: E402  (scripts/, beside this file)
 from app import embedded_broker, simulate  # noqa: E402
 from app.logic.decode import Accepted, decode  # noqa: E402
 from app.models import codec  # noqa: E402
@@ -396,9 +400,11 @@ def main() -> None:
     parser.add_argument("--state-entries", type=int, default=1_000_000)
     parser.add_argument("--profile", action="store_true", help="py-spy the worker during the throughput run")
     parser.add_argument("--out", default="bench-out")
+    parser.add_argument("--card-sizes", default="10,100,1000,10000", help="entries per card, card-history phase")
     args = parser.parse_args()
     if args.quick:
         args.n, args.rate, args.latency_s, args.state_entries = 2_000, 200.0, 3.0, 20_000
+        args.card_sizes = "10,100,1000"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench-"))
@@ -417,6 +423,10 @@ def main() -> None:
         for w in workers:
             w.stop()
         broker.stop()
+    log("card history: one card with 10 to 10,000 entries, one event per batch")
+    history = bench_card_history.run([int(x) for x in args.card_sizes.split(",")], 50 if args.quick else 300, out)
+    results["card_history"] = [{k: r[k] for k in ("entries", "mean_ms", "p99_ms", "cost_vs_smallest",
+                                                  "card_aggregate_bytes", "largest_record_bytes")} for r in history]
     (out / "results.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
 

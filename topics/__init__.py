@@ -80,3 +80,4 @@ DLQ_CODE = "dlq-code"
 DLQ_SOURCE_TOPIC = "dlq-source-topic"
 DLQ_SOURCE_PARTITION = "dlq-source-partition"
 DLQ_SOURCE_OFFSET = "dlq-source-offset"
+DLQ_TRUNCATED = "dlq-truncated"  # the original value's length, when the copy had to be cut to fit the record limit

@@ -1,9 +1,16 @@
-"""The agents' one way to write a record: straight to the producer, without Faust's per-message channel.
+"""The agents' one way to write a record, and the guard that keeps a refused record from being committed past.
 
-Faust's `topic.send()` wraps every record in a FutureMessage, a pending message and a buffer task before it
-reaches aiokafka: about a sixth of the worker's time in the profile. Records written here are still covered by
-at-least-once: Faust flushes the producer before it commits offsets. A record the broker refuses crashes the
-worker (loudly, so it restarts from the last commit) instead of being logged and forgotten.
+Records go straight to the producer, without Faust's per-message channel: Faust's `topic.send()` wraps every
+record in a FutureMessage, a pending message and a buffer task before it reaches aiokafka (about a sixth of the
+worker's time in the profile). At-least-once holds because Faust flushes the producer before it commits offsets.
+
+But a flush does not fail when the broker refused a record (aiokafka's `flush()` waits for failed batches without
+raising), and `app.crash()` from a send callback lands after Faust may already have committed the batch: the input
+that produced the record would be lost. So any refusal (aiokafka raising in `send`, e.g. a record over
+KAFKA_MAX_RECORD_BYTES; a batch failed by the broker, e.g. MESSAGE_TOO_LARGE; the same for Faust's own changelog
+writes, seen through its `on_send_error` sensor hook) is recorded here, and from then on the producer's flush
+raises: Faust's commit (flush, then commit) never runs again in this process. The worker stops, loudly; a restart
+reads the input again from the last commit (every stage is idempotent).
 """
 from __future__ import annotations
 
@@ -17,16 +24,66 @@ from app.main import app
 logger = logging.getLogger(__name__)
 
 
-def _check(fut: asyncio.Future) -> None:
-    if fut.cancelled():
+class RecordRefused(RuntimeError):
+    """The broker (or the producer's own limit) refused a record: offsets must not be committed past it."""
+
+
+_refused: list[BaseException] = []
+
+
+def refused(exc: BaseException) -> None:
+    """Record a refused write and stop the worker (once)."""
+    if _refused:
         return
-    exc = fut.exception()
-    if exc is not None:
-        logger.error("the broker refused a record: %r; stopping so the input is processed again", exc)
-        asyncio.ensure_future(app.crash(exc))
+    _refused.append(exc)
+    logger.error("a record was refused: %r. No offset will be committed from now on; stopping so the input is "
+                 "read again from the last commit (check KAFKA_MAX_RECORD_BYTES and the topic's "
+                 "max.message.bytes if this is a size error)", exc)
+    asyncio.ensure_future(app.crash(RecordRefused(repr(exc))))
+
+
+def _check(fut: asyncio.Future) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        refused(fut.exception())
 
 
 async def publish(topic: faust.TopicT, key: bytes | None, value: bytes, *, timestamp: float | None = None,
                   headers: list[tuple[str, bytes]] | None = None) -> None:
-    fut = await app.producer.send(topic.get_topic_name(), key, value, None, timestamp, headers)
+    fut = await app.producer.send(topic.get_topic_name(), key, value, None, timestamp, headers)  # guarded below
     fut.add_done_callback(_check)
+
+
+async def store_delivery(topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]):
+    """The webhook endpoint's write: awaited to the broker's acknowledgement, its failure answered to the caller
+    (413, 503), never taken for a lost record of the pipeline's."""
+    return await (await _send(topic, key, value, None, None, headers))
+
+
+class _SendErrors(faust.Sensor):
+    """Faust's own writes (table changelogs) report broker refusals only here (and in a log line)."""
+
+    def on_send_error(self, producer, exc: BaseException, state) -> None:
+        refused(exc)
+
+
+def _guarded(producer):
+    send, flush = producer.send, producer.flush
+
+    async def guarded_send(*args, **kwargs):
+        try:
+            return await send(*args, **kwargs)
+        except Exception as exc:  # refused before sending (too large, buffer full, producer stopped); Faust's
+            refused(exc)          # changelog writes come here too, through its producer buffer
+            raise
+
+    async def guarded_flush() -> None:
+        await flush()
+        if _refused:  # Faust commits right after this returns: make it not
+            raise RecordRefused(f"not committing offsets: a record was refused ({_refused[0]!r})")
+
+    producer.send, producer.flush = guarded_send, guarded_flush
+    return send
+
+
+app.sensors.add(_SendErrors())
+_send = _guarded(app.producer)

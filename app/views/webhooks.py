@@ -11,10 +11,12 @@ import asyncio
 import logging
 import time
 
+from aiokafka.errors import MessageSizeTooLargeError
 from faust.web import View
 
 from app import metrics
 from app.logic import intake
+from app.agents.publish import store_delivery
 from app.main import app, settings, webhooks_topic
 
 logger = logging.getLogger(__name__)
@@ -43,6 +45,15 @@ async def _read_body(request, limit: int) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _too_large(exc: BaseException | None) -> bool:
+    """Refused for its size, by the producer's own limit or by the broker (Faust wraps the former)."""
+    while exc is not None:
+        if isinstance(exc, MessageSizeTooLargeError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 @app.page(PATH)
@@ -76,15 +87,16 @@ class VoucherifyWebhook(View):
         started = time.perf_counter()
         try:
             meta = await asyncio.wait_for(
-                app.producer.send_and_wait(
-                    webhooks_topic.get_topic_name(), decision.key, raw, None, None, decision.headers
-                ),
+                store_delivery(webhooks_topic.get_topic_name(), decision.key, raw, decision.headers),
                 timeout=settings.webhook_ack_timeout_s,
             )
         except asyncio.TimeoutError:
             return self._answer(503, "broker_timeout",
                                 f"the broker did not acknowledge within {settings.webhook_ack_timeout_s}s; retry")
-        except Exception as exc:  # producer not started, broker refused, connection lost
+        except Exception as exc:  # too large; or producer not started, broker refused, connection lost
+            if _too_large(exc):  # a retry cannot fix it: 413, never 2xx or 503
+                return self._answer(413, "too_large", "the delivery with its headers exceeds the input topic's "
+                                    f"record limit (KAFKA_MAX_RECORD_BYTES={settings.kafka_max_record_bytes})")
             logger.warning("webhook delivery not stored: %r", exc)
             return self._answer(503, "broker_unavailable", f"could not store the delivery: {exc!r:.200}; retry")
         metrics.WEBHOOK_ACK_SECONDS.observe(time.perf_counter() - started)

@@ -63,6 +63,30 @@ def test_new_group_restoring_state__reads_every_waiting_delivery(broker, worker_
     # Then every waiting delivery was read: every customer and every card of the scenario is exact
     helpers.wait_views(w, scenario.expected_customers(sc), timeout=120)
     assert helpers.voucher_mismatches(w, sc) == [], w.log_tail()
-    # And the preloaded cards were restored
+    # And the preloaded cards, written in the format before entry rows (one document per card), were restored
     status, card = w.get("/vouchers/v_seed_00001999")
-    assert status == 200 and len(card["entries"]) == 10
+    assert status == 200 and len(card["entries"]) == card["entries_count"] == 10 and card["pending_points"] == 145
+    # and a new event on such a card converts it and counts exactly once
+    import datetime as dt
+    import json
+
+    import topics
+    from app.simulate import T0, Entry, Event, event_data, iso
+
+    e = Entry(id="lopp_seed_00019990", voucher_id="v_seed_00001999", customer_id="cust_seed_00001999",
+              campaign_id="camp_seed", order_id="ord_seed_00019990", created_at=T0,
+              activates_at=(T0 + dt.timedelta(days=7)).date())
+    ev = Event("activated", T0 + dt.timedelta(days=7), 10, {"points": 110, "balance": 20, "pending_points": 135})
+    etype = "voucher.loyalty_card.pending_points.activated"
+    body = {"id": "whs_upgrade", "created_at": iso(ev.at), "type": etype, "data": event_data(e, ev, "example"),
+            "event": {"id": "evcus_upgrade", "type": etype, "created_at": iso(ev.at)}}
+    kafka.produce(broker.bootstrap, topic_prefix + topics.WEBHOOKS.name, [(b"v_seed_00001999", json.dumps(body).encode(), [])])
+
+    def converted():
+        status, card = w.get("/vouchers/v_seed_00001999")
+        return status == 200 and (card["pending_points"], card["activated_points"]) == (135, 10) and card
+    card = helpers.wait_until(converted, timeout=60, what="the event on the old-format card applied")
+    assert card["entries_count"] == 10 and len(card["entries"]) == 10
+    assert {x["id"]: x["status"] for x in card["entries"]}["lopp_seed_00019990"] == "ACTIVATED"
+    status, customer = w.get("/customers/cust_seed_00001999")
+    assert status == 200 and (customer["pending_points"], customer["activated_points"]) == (135, 10)

@@ -101,3 +101,18 @@ def create_topic(bootstrap: str, name: str, partitions: int, compacted: bool = F
             await admin.close()
 
     asyncio.run(run())
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int | None]:
+    """The consumer group's committed offset (the next offset it will read) per partition of `topic`."""
+    from aiokafka import TopicPartition
+
+    async def run() -> dict[int, int | None]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            return {p: await consumer.committed(TopicPartition(topic, p)) for p in range(partitions)}
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())

@@ -129,3 +129,18 @@ def test_customers_apply_batch__publishes_once_and_only_a_change():
     assert rec.pending_points == 10 and set(rec.vouchers) == {"v1", "v2"}
     same, none = customers.apply_batch(state, [(cards.summary(a), 2), (cards.summary(b), 3)])
     assert none is None and same is state
+
+
+def test_apply_batch__a_transfer_after_replayed_records_or_replayed_itself_removes_the_card_from_the_old_owner():
+    c = _Card()
+    card, _ = c.apply(None, event(Step.ADDED, customer="c1", at=T), 0)
+    moved = event(Step.ADDED, entry="lopp_2", customer="c2", at=T + dt.timedelta(1))
+    # a batch that starts with a replayed record (offset 0) and then moves the card to c2
+    new, out = c.apply_batch(card, [(event(Step.ADDED, customer="c1", at=T), 0), (moved, 1)])
+    assert [(s.customer_id, s.removed) for s in out.summaries] == [("c1", True), ("c2", False)]
+    # the transfer record itself replayed after a crash: the previous owner is remembered, its removal re-sent
+    _, out = c.apply(new, moved, 1)
+    assert [(s.customer_id, s.removed) for s in out.summaries] == [("c1", True), ("c2", False)]
+    state, _ = customers.apply(None, cards.summary(card), 0)
+    state, rec = customers.apply(state, out.summaries[0], 1)
+    assert rec.vouchers == {} and rec.pending_points == 0

@@ -1,0 +1,104 @@
+"""Kafka's record size limit, enforced by the service itself (the embedded broker takes records of any size)."""
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+
+import topics
+from app import simulate
+from tests.integration import helpers
+from tests.support import kafka
+
+pytestmark = pytest.mark.integration
+
+SMALL_LIMIT = {"KAFKA_MAX_RECORD_BYTES": "65536", "MAX_DELIVERY_BYTES": "49152"}
+
+
+def _one_customer(tag: str, n: int) -> list[simulate.Delivery]:
+    """`n` cards (one added entry each), all held by customer `cust_<tag>_00000000`."""
+    same = re.compile(rf"cust_{tag}_\d{{8}}".encode())
+    out = []
+    for i in range(n):
+        d = simulate.fresh_added(tag, i)
+        out.append(simulate.Delivery(d.key, same.sub(f"cust_{tag}_00000000".encode(), d.value), d.headers, d.kind))
+    return out
+
+
+def test_a_record_over_the_limit_commits_nothing_past_its_input_and_a_restart_with_the_limit_raised_processes_it(
+    broker, worker_factory, topic_prefix
+):
+    app_id = f"pp-{topic_prefix.rstrip('-')}"
+    # Given a customer holding 400 cards (their customer-point-state record is about 95 KB) among 100 other
+    # customers, and a worker whose record limit is 64 KiB
+    big = _one_customer("big", 400)
+    others = [simulate.fresh_added("other", i) for i in range(100)]
+    mixed = [d for pair in zip(big[:100], others) for d in pair] + big[100:]
+    w = worker_factory("small", **SMALL_LIMIT).wait_ready()
+    helpers.feed(broker.bootstrap, topic_prefix, mixed)
+
+    # When the customer's record outgrows the limit, the worker stops, loudly
+    deadline = time.monotonic() + 180
+    while w.process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert w.process.poll() is not None, "the worker kept running after a record was refused"
+    assert "was refused" in w.log_tail(200_000) and "MessageSizeTooLarge" in w.log_tail(200_000)
+
+    # and the summary that produced the refused record was never committed past
+    updates = topic_prefix + topics.CARD_UPDATES.name
+    records = kafka.read_until(broker.bootstrap, updates, lambda rs: sum(r.key == b"cust_big_00000000" for r in rs)
+                               >= 1, timeout=30, settle=2)
+    mine = [r for r in records if r.key == b"cust_big_00000000"]
+    partition, last = mine[-1].partition, mine[-1].offset
+    committed = kafka.committed(broker.bootstrap, app_id, updates, 4)[partition]
+    assert committed is None or committed <= last, (committed, last)
+    states = kafka.read_until(broker.bootstrap, topic_prefix + topics.CUSTOMER_POINT_STATE.name, lambda rs: False,
+                              timeout=2)
+    assert all(len(r.value) <= 65536 for r in states)  # nothing over the limit was written anywhere
+
+    # Then, with the limit raised (as on the cluster), a restart reads the input again and processes it
+    w2 = worker_factory("raised").wait_ready(timeout=120)
+
+    def done(rs):
+        latest = helpers.customer_records(rs)
+        return (len(latest.get("cust_big_00000000", {}).get("vouchers", {})) == 400
+                and sum(k.startswith("cust_other_") for k in latest) == 100)
+
+    states = kafka.read_until(broker.bootstrap, topic_prefix + topics.CUSTOMER_POINT_STATE.name, done, timeout=180)
+    latest = helpers.customer_records(states)
+    assert len(latest["cust_big_00000000"]["vouchers"]) == 400, w2.log_tail()
+    assert latest["cust_big_00000000"]["pending_points"] == sum(10 + i % 90 for i in range(400))
+    assert sum(k.startswith("cust_other_") for k in latest) == 100
+
+
+def test_topics_the_service_creates_carry_kafkas_record_limit(broker, worker_factory, topic_prefix):
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+    import asyncio
+
+    app_id = f"pp-{topic_prefix.rstrip('-')}"
+    worker_factory().wait_ready()
+    names = [topic_prefix + s.name for s in topics.ALL] + [f"{app_id}-{t}-changelog" for t in
+                                                           ("cards", "entries", "customers")]
+
+    async def configs():
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        await admin.start()
+        try:
+            res = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
+        finally:
+            await admin.close()
+        out = {}
+        for r in res:
+            for resource in r.to_object()["resources"]:
+                if resource["error_code"] == 0:
+                    out[resource["resource_name"]] = {e["config_names"]: e["config_value"]
+                                                      for e in resource["config_entries"]}
+        return out
+
+    got = helpers.wait_until(lambda: (c := asyncio.run(configs())) and all(n in c for n in names) and c,
+                             timeout=30, what="topic configs")
+    wrong = {n: got[n] for n in names if got[n].get("max.message.bytes") != str(1024 * 1024 + 12)}
+    assert not wrong, wrong
