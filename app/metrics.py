@@ -48,7 +48,8 @@ BATCH_RECORDS = Histogram(
     registry=REGISTRY,
 )
 CHANGES = PromCounter(
-    PREFIX + "state_writes", "Table writes by table and kind (changed, replay, unchanged)",
+    PREFIX + "state_writes", "Table writes by table and kind (changed, replay, unchanged; "
+    "entries/retired_changed: a retired entry changed, its totals frozen)",
     ["table", "kind"], registry=REGISTRY,
 )
 

@@ -26,8 +26,10 @@ async def process_cards(stream):
 
 async def _card(key: bytes, group) -> None:
     voucher_id = key.decode()
-    raw = cards_table.get(key)
-    card, upgraded = cards.load(raw, RETIRE_AFTER) if raw is not None else (None, {})
+    loaded_ = cards.load_for_batch(
+        cards_table.get(key), group[0][1].message.offset, lambda: cards_table.get(cards.legacy_key(voucher_id)),
+        lambda eid: entries_table.get(cards.entry_key(voucher_id, eid)) is not None, RETIRE_AFTER)
+    card, upgraded, legacy_doc = loaded_.card, loaded_.rows, loaded_.legacy_doc
 
     def row(entry_id: str) -> EntryRecord | None:
         if entry_id in upgraded:
@@ -47,7 +49,12 @@ async def _card(key: bytes, group) -> None:
         await publish(entries_topic, entry.pending_points_id.encode(), codec.dump(entry))
     # State is written after the outputs are queued. Entry rows first, the aggregate last; any subset of these
     # writes surviving a crash is safe (logic/cards.py), a replay writes them again so the changelogs surely
-    # have them. A card in the old whole-card format is converted here: all its rows are written once.
+    # have them. A card in the old whole-card format is converted here: its document is kept under its side key
+    # (before the aggregate, same changelog partition) and all its rows are written once.
+    if legacy_doc is not None:
+        cards_table[cards.legacy_key(voucher_id)] = legacy_doc
+    if out.frozen:
+        metrics.change("entries", "retired_changed")
     for entry_id, rec in upgraded.items():
         if entry_id not in res.rows:
             _write_row(voucher_id, rec, index=True)

@@ -15,9 +15,10 @@ tables' changelogs are written independently):
   written again so the changelog surely has it); the aggregate is not touched.
 - A record above `last_offset` is absorbed relative to what the aggregate itself holds, never to what the entry
   row says it was: a live entry's old contribution is the one stored in `live`. An entry the aggregate does not
-  hold live is either retired (its row has `seq < next_seq`: the aggregate counted it, so the change is a delta on
-  the retired sums) or new to the aggregate (no row, or a row written by a batch whose aggregate write was lost:
-  its `seq >= next_seq`), and is counted now.
+  hold live is either retired (its row has `seq < next_seq`: the aggregate counted it and its part of the sums is
+  final; a change to it, which Voucherify does not make to a finished entry, updates the row and the outputs but
+  not the totals, since the row may already hold a change whose aggregate write was lost) or new to the aggregate
+  (no row, or a row written by a batch whose aggregate write was lost: its `seq >= next_seq`), and is counted now.
 - Reprocessing the same input in the same order gives the same sequence numbers and versions (`version` is the
   last absorbed offset + 1), so a summary downstream is ordered the same way whichever writes survived.
 """
@@ -52,6 +53,7 @@ _MIN = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 MAX_FORMER_OWNERS = 8
 ENTRY_SEP = b"\x00"  # entries table: voucher id NUL entry id -> EntryRecord
 INDEX_SEP = b"\x01"  # entries table: voucher id SOH (2^63 - 1 - seq, 8 bytes) entry id -> b"" (newest first)
+LEGACY_SEP = b"\x02"  # cards table: voucher id STX -> the card's whole-card document, if it was converted from one
 _SEQ_TOP = (1 << 63) - 1
 
 RowLoader = Callable[[str], "EntryRecord | None"]
@@ -59,6 +61,10 @@ RowLoader = Callable[[str], "EntryRecord | None"]
 
 def entry_key(voucher_id: str, entry_id: str) -> bytes:
     return voucher_id.encode() + ENTRY_SEP + entry_id.encode()
+
+
+def legacy_key(voucher_id: str) -> bytes:
+    return voucher_id.encode() + LEGACY_SEP
 
 
 def index_prefix(voucher_id: str) -> bytes:
@@ -80,6 +86,7 @@ class CardOutputs:
     activations: list[PendingPointsActivation] = field(default_factory=list)  # -> pending-points-activations
     entries: list[PendingPointsEntry] = field(default_factory=list)  # -> pending-points-entries
     replay: bool = False  # some records were absorbed before a crash: rewrite state, re-publish outputs
+    frozen: int = 0  # changes to retired entries' points or status, not counted in the totals (see apply_batch)
 
 
 @dataclass(slots=True)
@@ -141,7 +148,7 @@ class _Card:
     """A mutable working copy of a CardAgg for the length of one batch."""
 
     __slots__ = ("voucher_id", "owner", "former", "snapshot", "version", "last_offset", "next_seq", "live",
-                 "retired", "clock")
+                 "retired", "clock", "legacy", "owner_changed")
 
     def __init__(self, agg: CardAgg):
         self.voucher_id = agg.voucher_id
@@ -154,12 +161,15 @@ class _Card:
         self.live = dict(agg.live)
         self.retired = [agg.retired_activated, agg.retired_canceled, agg.retired_entries]
         self.clock = agg.clock
+        self.legacy = agg.legacy
+        self.owner_changed = False
 
     def freeze(self) -> CardAgg:
         return CardAgg(voucher_id=self.voucher_id, owner=self.owner, former_owners=tuple(self.former),
                        snapshot=self.snapshot, version=self.version, last_offset=self.last_offset,
                        next_seq=self.next_seq, live=self.live, retired_activated=self.retired[0],
-                       retired_canceled=self.retired[1], retired_entries=self.retired[2], clock=self.clock)
+                       retired_canceled=self.retired[1], retired_entries=self.retired[2], clock=self.clock,
+                       legacy=self.legacy)
 
     def absorb_card_facts(self, event: NormalizedEvent) -> bool:
         """Owner, snapshot and clock from one event; True if anything changed."""
@@ -169,6 +179,7 @@ class _Card:
             if owner.customer_id != self.owner.customer_id:
                 self.former = [c for c in self.former if c not in (self.owner.customer_id, owner.customer_id)]
                 self.former = (self.former + [self.owner.customer_id])[-MAX_FORMER_OWNERS:]
+            self.owner_changed = self.owner_changed or owner.customer_id != self.owner.customer_id
             self.owner = owner
             changed = True
         if event.card is not None and (self.snapshot is None or _snapshot_newer(event.card, self.snapshot)):
@@ -230,6 +241,7 @@ def apply_batch(card: CardAgg | None, items: Sequence[tuple[NormalizedEvent, int
     touched: dict[str, bool] = {}  # entry id -> outputs to publish again (ordered: outputs follow arrival order)
     dirty: dict[str, None] = {}
     replay = changed = False
+    outputs_frozen = 0
     for event, offset in items:
         eid = event.entry_id
         if eid not in now:
@@ -255,14 +267,13 @@ def apply_batch(card: CardAgg | None, items: Sequence[tuple[NormalizedEvent, int
             if new_c != live:
                 work.live[eid] = new_c
                 this = True
-        elif row is not None and row.seq < work.next_seq:  # retired: counted in the sums, change them by the delta
+        elif row is not None and row.seq < work.next_seq:  # retired: its part of the sums is final
+            # The row may already hold a change whose aggregate write was lost, so a delta against it could
+            # count twice or never: a retired entry's totals are frozen. Its row and its outputs still follow.
             seq = row.seq
             ahead = merged is state  # a late duplicate: cheap to answer with the current outputs
-            old_c, new_c = contribution(seq, state), contribution(seq, merged)
-            if new_c[:5] != old_c[:5]:
-                work._add_retired(old_c, -1)
-                work._add_retired(new_c, +1)
-                this = True
+            if merged is not state and contribution(seq, merged)[:3] != contribution(seq, state)[:3]:
+                outputs_frozen += 1
         else:  # new to the aggregate
             seq = work.next_seq
             ahead = row is not None
@@ -271,7 +282,7 @@ def apply_batch(card: CardAgg | None, items: Sequence[tuple[NormalizedEvent, int
             this = True
         if ahead:
             touched[eid] = True
-        if row is None or merged is not state or row.seq != seq:
+        if row is None or merged is not state or row.seq != seq or ahead:  # ahead: the row may be only local
             now[eid] = EntryRecord(voucher_id=work.voucher_id, seq=seq, entry=merged)
             dirty[eid] = None
             this = True
@@ -284,15 +295,17 @@ def apply_batch(card: CardAgg | None, items: Sequence[tuple[NormalizedEvent, int
         work.retire(retire_after)
     new = work.freeze() if (changed or card is None) else card
 
-    outputs = CardOutputs(replay=replay)
+    outputs = CardOutputs(replay=replay, frozen=outputs_frozen)
     new_facts = _facts(new)
     if card is None or replay:
         outputs.summaries += [_removed(new, new_facts, c) for c in new.former_owners if c != new.owner.customer_id]
         outputs.summaries.append(_summary(new, new_facts))
     elif changed:
         old_facts = _facts(card)
-        if card.owner.customer_id != new.owner.customer_id:  # changed hands: the previous owner stops counting it
-            outputs.summaries.append(_removed(new, _facts(card), card.owner.customer_id))
+        if work.owner_changed:  # changed hands: every previous owner stops counting it. All of them, not only
+            # the one before this batch: a replay cut into other batches may have published another in between.
+            outputs.summaries += [_removed(new, new_facts, c) for c in new.former_owners
+                                  if c != new.owner.customer_id]
         if old_facts != new_facts:
             outputs.summaries.append(_summary(new, new_facts))
 
@@ -403,6 +416,14 @@ def view(card: CardAgg, page: Sequence[EntryRecord], next_after: str | None) -> 
 
 
 # --- the format before entry rows ----------------------------------------------------------------------------
+#
+# Converting a card writes all its entry rows (entries changelog) and the aggregate (cards changelog) in one
+# batch: a crash may keep the aggregate and lose rows, and nothing in the aggregate could rebuild them. So the
+# old document is written first under the card's side key, in the cards table (same changelog partition as the
+# aggregate, written before it: if the aggregate survived, so did the document), and the aggregate says
+# `legacy`. A crash that lost rows is followed by a replay of that batch; on a replay of a legacy card the rows
+# missing from the entries table are rebuilt from the document (`load_for_batch`). The document
+# is never rewritten: it costs its old size once, not per event.
 
 
 def upgrade(old: CardState, retire_after: dt.timedelta) -> tuple[CardAgg, dict[str, EntryRecord]]:
@@ -427,16 +448,46 @@ def upgrade(old: CardState, retire_after: dt.timedelta) -> tuple[CardAgg, dict[s
     agg = CardAgg(voucher_id=old.voucher_id, owner=old.owner, snapshot=old.snapshot, version=old.version,
                   last_offset=old.last_offset, next_seq=len(ordered),
                   live={r.entry.id: contribution(r.seq, r.entry) for r in rows.values()},
-                  clock=max(stamps) if stamps else None)
+                  clock=max(stamps) if stamps else None, legacy=True)
     work = _Card(agg)
     work.retire(retire_after)
     return work.freeze(), rows
+
+
+def is_legacy(raw: bytes) -> bool:
+    return not raw.startswith(b'{"v":2')
 
 
 def load(raw: bytes, retire_after: dt.timedelta) -> tuple[CardAgg, dict[str, EntryRecord]]:
     """A `cards` table value: the aggregate, plus the entry rows still to write if it was in the old format."""
     from app.models import codec
 
-    if raw.startswith(b'{"v":2'):
+    if not is_legacy(raw):
         return codec.load(CardAgg, raw), {}
     return upgrade(codec.load(CardState, raw), retire_after)
+
+
+@dataclass(slots=True)
+class Loaded:
+    card: CardAgg | None
+    rows: dict[str, EntryRecord]  # rows to write before the batch's own (and to read instead of the table's)
+    legacy_doc: bytes | None  # to write under the card's side key before the aggregate (converted, or a replay)
+
+
+def load_for_batch(raw: bytes | None, first_offset: int, side_doc: Callable[[], bytes | None],
+                   has_row: Callable[[str], bool], retire_after: dt.timedelta) -> Loaded:
+    """The card as a batch starting at `first_offset` sees it. A card still in the old format is converted; a
+    converted card whose batch reprocesses records it already absorbed (the conversion's rows may have been lost
+    in a crash) gets back the rows missing from the entries table, from its side document."""
+    if raw is None:
+        return Loaded(None, {}, None)
+    card, rows = load(raw, retire_after)
+    if rows:
+        return Loaded(card, rows, raw)
+    if card.legacy and first_offset <= card.last_offset:
+        doc = side_doc()
+        if doc is not None:
+            _, rebuilt = load(doc, retire_after)
+            # written again too, like everything a replay rewrites: local state may be the only copy of it
+            return Loaded(card, {eid: r for eid, r in rebuilt.items() if not has_row(eid)}, doc)
+    return Loaded(card, {}, None)

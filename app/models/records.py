@@ -140,6 +140,7 @@ class CardAgg(_Strict):
     retired_canceled: int = 0
     retired_entries: int = 0
     clock: dt.datetime | None = None  # newest event time seen on the card (drives retirement; `updated_at`)
+    legacy: bool = False  # converted from a whole-card document, kept under its side key (logic/cards.py)
 
 
 class EntryRecord(_Strict):
