@@ -29,6 +29,7 @@ class RecordRefused(RuntimeError):
 
 
 _refused: list[BaseException] = []
+FLUSH_DRAIN_S = 60.0
 
 
 def refused(exc: BaseException) -> None:
@@ -77,6 +78,14 @@ def _guarded(producer):
             raise
 
     async def guarded_flush() -> None:
+        # Faust's changelog writes wait in its producer buffer; its flush gives up when the buffer stalls for
+        # 0.1 s and lets the commit go ahead of writes not yet sent. Drain it for real (or refuse to commit).
+        deadline = asyncio.get_running_loop().time() + FLUSH_DRAIN_S
+        while producer.buffer.size and not _refused:
+            if asyncio.get_running_loop().time() > deadline:
+                raise RecordRefused(f"not committing offsets: {producer.buffer.size} changelog writes still "
+                                    f"unsent after {FLUSH_DRAIN_S:.0f} s")
+            await producer.buffer.flush()
         await flush()
         if _refused:  # Faust commits right after this returns: make it not
             raise RecordRefused(f"not committing offsets: a record was refused ({_refused[0]!r})")

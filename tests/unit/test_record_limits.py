@@ -1,6 +1,8 @@
 """Kafka's record limit in our own settings and code: anything accepted can be stored and dead-lettered."""
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from pydantic import ValidationError
@@ -35,3 +37,62 @@ def test_dead_letter_copy__fits_under_the_limit_whatever_the_input_and_says_when
     same, out2 = fit(b"key", b"v" * 5000, headers, limit)
     assert same == b"v" * 5000 and out2 == headers
     assert fit(b"key", None, headers, limit) == (None, headers)
+
+
+class _Buffer:
+    """Faust's producer buffer: `flush()` may return with writes still queued (it gives up after a 0.1 s stall)."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    async def flush(self) -> None:
+        self.size = max(self.size - 1, 0)
+
+
+class _Producer:
+    def __init__(self, buffered: int = 0):
+        self.buffer = _Buffer(buffered)
+        self.flushed_with_buffer: list[int] = []
+
+    async def send(self, *args, **kwargs):
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_exception(RuntimeError("MESSAGE_TOO_LARGE"))  # the broker failed the batch after accepting it
+        return fut
+
+    async def flush(self) -> None:
+        self.flushed_with_buffer.append(self.buffer.size)
+
+
+@pytest.fixture
+def guard(monkeypatch):
+    from app.agents import publish
+
+    async def crash(exc):
+        return None
+
+    monkeypatch.setattr(publish, "_refused", [])
+    monkeypatch.setattr(publish.app, "crash", crash)
+    return publish
+
+
+def test_guard__after_a_record_is_refused_no_flush_lets_a_commit_through(guard):
+    producer = _Producer()
+    guard._guarded(producer)
+
+    async def scenario():
+        await producer.flush()  # nothing refused yet: the commit may go ahead
+        fut = await producer.send("t", b"k", b"v", None, None, None)
+        fut.add_done_callback(guard._check)
+        await asyncio.sleep(0)  # the failure's callback runs
+        for _ in range(2):  # every later commit attempt, not only the next
+            with pytest.raises(guard.RecordRefused):
+                await producer.flush()
+
+    asyncio.run(scenario())
+
+
+def test_guard__flush_drains_fausts_buffer_before_the_commit(guard):
+    producer = _Producer(buffered=5)
+    guard._guarded(producer)
+    asyncio.run(producer.flush())
+    assert producer.flushed_with_buffer == [0]  # the client's flush ran only once the changelog writes were sent
