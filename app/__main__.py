@@ -13,22 +13,26 @@ from app.views import customers as customer_views, health, metrics, stats, vouch
 
 
 def _create_topics() -> None:
-    """Create every registry topic and changelog that is missing, with its partitions and configs, before Faust
-    starts. Faust declares only the topics agents read and the changelogs; the output topics (written straight
-    to the producer) would otherwise be auto-created by the broker with its defaults: not compacted, and without
-    our record limit. A principal that may not create topics gets a warning (provision them with
-    `python -m app.admin create-topics`)."""
+    """Create every registry topic that is missing, with its partitions and configs, before Faust starts. Faust
+    declares only the topics agents read (and the changelogs, with the tables' configs: left to it, since a worker
+    whose changelogs were created here hung on SIGTERM against the embedded broker); the output topics (written
+    straight to the producer) would otherwise be auto-created by the broker with its defaults: not compacted, and
+    without our record limit. A principal that may not create topics gets a warning (provision them with
+    `python -m app.admin create-topics`, which creates the changelogs too)."""
     loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)  # the loop Faust picks up (restore.run sets its own, the same way)
     try:
-        lines = loop.run_until_complete(admin.create_topics(settings))
+        lines = loop.run_until_complete(admin.create_topics(settings, changelogs=False))
         created = [line for line in lines if line.startswith("create")]
+        failed = [line for line in lines if line.startswith("failed")]
         if created:
             logging.getLogger(__name__).info("created %d topics:\n%s", len(created), "\n".join(created))
+        if failed:
+            logging.getLogger(__name__).warning("could not create %d topics (provision them with `python -m "
+                                                "app.admin create-topics`):\n%s", len(failed), "\n".join(failed))
     except Exception as exc:
         logging.getLogger(__name__).warning("could not create missing topics (%r): provision them with "
                                             "`python -m app.admin create-topics`", exc)
-    finally:
-        loop.close()
 
 
 def main() -> None:

@@ -29,20 +29,22 @@ class Plan:
     config: dict[str, str]
 
 
-def plan(settings: Settings) -> list[Plan]:
-    """Every topic the service needs, as it should exist on the cluster."""
+def plan(settings: Settings, changelogs: bool = True) -> list[Plan]:
+    """Every topic the service needs, as it should exist on the cluster (the registry's, then the changelogs)."""
     out = []
     for spec in topics.ALL:
         out.append(Plan(settings.topic_name(spec.name), settings.partitions, settings.topic_config(spec.compacted)))
-    for table in TABLES:  # Faust: "{app_id}-{table}-changelog", compacted, as many partitions as the table
+    for table in TABLES if changelogs else ():  # Faust: "{app_id}-{table}-changelog", compacted, as many partitions as the table
         out.append(Plan(f"{settings.app_id}-{table}-changelog", settings.partitions, settings.topic_config(True)))
     return out
 
 
-async def create_topics(settings: Settings, dry_run: bool = False) -> list[str]:
+async def create_topics(settings: Settings, dry_run: bool = False, changelogs: bool = True) -> list[str]:
+    """Create the missing topics; one line per topic: `create`, `exists`, or `failed` with the broker's error
+    (aiokafka returns per-topic errors in the response instead of raising)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    wanted = plan(settings)
+    wanted = plan(settings, changelogs)
     lines = []
     admin = AIOKafkaAdminClient(**settings.kafka_client_kwargs())
     await admin.start()
@@ -53,10 +55,14 @@ async def create_topics(settings: Settings, dry_run: bool = False) -> list[str]:
             state = "create" if p in missing else "exists"
             lines.append(f"{state:7} {p.name} partitions={p.partitions} {p.config or ''}".rstrip())
         if missing and not dry_run:
-            await admin.create_topics([
+            response = await admin.create_topics([
                 NewTopic(p.name, p.partitions, settings.replication_factor, topic_configs=p.config)
                 for p in missing
             ])
+            for error in getattr(response, "topic_errors", ()):
+                name, code, message = error[0], error[1], (error[2] if len(error) > 2 else "")
+                if code not in (0, 36):  # 36: TOPIC_ALREADY_EXISTS (another worker was first)
+                    lines.append(f"failed  {name} error_code={code} {message or ''}".rstrip())
     finally:
         await admin.close()
     return lines
@@ -123,9 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     sch.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
     if args.command == "create-topics":
-        for line in asyncio.run(create_topics(get_settings(), args.dry_run)):
+        lines = asyncio.run(create_topics(get_settings(), args.dry_run))
+        for line in lines:
             print(line)
-        return 0
+        return 1 if any(line.startswith("failed") for line in lines) else 0
     return write_schemas(args.out, args.check)
 
 
