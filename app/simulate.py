@@ -320,3 +320,46 @@ def preloaded_cards(n_cards: int, per_card: int = 10, tag: str = "seed"):
             return f"{kind}_{tag}_{c:08d}" if kind in ("v", "cust") else f"{kind}_{tag}_{c * per_card + n:08d}"
 
         yield f"v_{tag}_{c:08d}".encode(), ids.sub(sub, template).encode()
+
+
+def long_card(n: int, tag: str = "long", start: dt.datetime = dt.datetime(2021, 1, 1, tzinfo=dt.timezone.utc)
+              ) -> list[Entry]:
+    """One card's history: an order an hour, every fifth entry canceled a day later, the others activated after
+    seven days (each Entry holds its added and final events)."""
+    out = []
+    for i in range(n):
+        created = start + dt.timedelta(hours=i)
+        e = Entry(id=f"lopp_{tag}_{i:06d}", voucher_id=f"v_{tag}_card", customer_id=f"cust_{tag}_card",
+                  campaign_id=f"camp_{tag}", order_id=f"ord_{tag}_{i:06d}", created_at=created,
+                  activates_at=(created + dt.timedelta(days=7)).date())
+        pts = 10 + i % 90
+        e.events.append(Event("added", created, pts, {"points": i, "balance": i, "pending_points": pts}))
+        final = ("canceled", created + dt.timedelta(days=1)) if i % 5 == 4 else ("activated",
+                                                                                  created + dt.timedelta(days=7))
+        e.events.append(Event(final[0], final[1], pts, {"points": i, "balance": i, "pending_points": 0}))
+        out.append(e)
+    return out
+
+
+def timeline(entries: list[Entry]) -> list[tuple[Entry, Event]]:
+    """Every event of these entries in event-time order, the order Voucherify sends them (give or take retries)."""
+    return sorted(((e, ev) for e in entries for ev in e.events), key=lambda p: (p[1].at, p[0].id))
+
+
+def totals(fed: list[tuple[Entry, Event]]) -> tuple[int, int, int]:
+    """(pending, activated, canceled) points once these events were applied, whatever their order."""
+    last: dict[str, tuple[str, int]] = {}
+    for e, ev in fed:
+        if ev.step in ("activated", "canceled") or e.id not in last:
+            last[e.id] = (ev.step, ev.points)
+    return tuple(sum(p for step, p in last.values() if step == want)  # type: ignore[return-value]
+                 for want in ("added", "activated", "canceled"))
+
+
+def envelope(entry: Entry, ev: Event) -> Delivery:
+    """`ev` of `entry` as a v2024-01-01 webhook envelope keyed by the voucher id."""
+    etype = f"voucher.loyalty_card.pending_points.{ev.step}"
+    body = {"id": f"whs_{entry.id}_{ev.step}", "created_at": iso(ev.at), "type": etype,
+            "data": event_data(entry, ev, "example"),
+            "event": {"id": f"evcus_{entry.id}_{ev.step}", "type": etype, "created_at": iso(ev.at)}}
+    return Delivery(entry.voucher_id.encode(), json.dumps(body).encode(), [], "valid")

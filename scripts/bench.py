@@ -11,6 +11,8 @@ because timings on shared machines are noisy; both run in the same invocation on
 - recovery: a second worker with an empty state dir restores both changelogs (records/s; from its log: the bulk
   restore of app/restore.py plus Faust's own recovery of anything written since).
 - RSS: peak resident memory (VmHWM) of the worker.
+- long card: one card collecting 10,000 entries through a worker, in chunks (ms per delivery by chunk: the end
+  must cost no more than the start), the worker's peak RSS, and the largest record it wrote on any topic.
 - card history (scripts/bench_card_history.py): per-event cost and record sizes on one card holding 10, 100,
   1,000 and 10,000 entries, one event per batch; writes card-history.json and card-history.png.
 - `--growth`: the throughput run at 10k, 30k and 60k deliveries, and 10k deliveries on top of a cards table
@@ -338,7 +340,8 @@ def latency(bootstrap: str, w: Worker, tag: str, rate: float, seconds: float) ->
 
 def recovery(bootstrap: str, work: Path, tag: str) -> dict:
     prefix = f"{tag}-"
-    changelog = sum(len(read_all(bootstrap, f"{APP_ID}{tag}-{t}-changelog")) for t in ("cards", "customers"))
+    changelog = sum(len(read_all(bootstrap, f"{APP_ID}{tag}-{t}-changelog")) for t in ("cards", "entries",
+                                                                                        "customers"))
     r = start_worker(bootstrap, work, f"{tag}-r", prefix)
     try:
         t0 = time.monotonic()
@@ -348,6 +351,39 @@ def recovery(bootstrap: str, work: Path, tag: str) -> dict:
         r.stop()
     res = {"changelog_records": changelog, "recovery_records_per_s": round(changelog / secs, 1)}
     log(f"[{tag}] recovery: {changelog:,} changelog records in {secs:.2f}s = {changelog / secs:,.0f}/s")
+    return res
+
+
+def long_card(bootstrap: str, work: Path, n: int, chunk: int = 1000) -> dict:
+    """One card collecting `n` entries through the worker (an order an hour, each activated or canceled later; its
+    deliveries fed in event-time order, `chunk` at a time): ms per delivery by chunk, the worker's peak RSS, and
+    the largest record written on any topic."""
+    prefix = "card-"
+    entries = simulate.long_card(n, tag="bench")
+    w = start_worker(bootstrap, work, "card-w", prefix)
+    try:
+        w.wait_ready(timeout=300)
+        per_chunk, total = [], 0
+        timeline = simulate.timeline(entries)  # in event-time order: ~170 entries pending or recent at a time
+        for start in range(0, len(timeline), chunk):
+            batch = [simulate.envelope(e, ev) for e, ev in timeline[start:start + chunk]]
+            t0 = time.monotonic()
+            produce(bootstrap, prefix + topics.WEBHOOKS.name, [(d.key, d.value, d.headers) for d in batch])
+            total += len(batch)
+            wait_drained(w, total, timeout=900, label=f"long card, {total:,} of {len(timeline):,} deliveries")
+            per_chunk.append(round((time.monotonic() - t0) * 1000 / len(batch), 3))
+        status, card = w.get("/vouchers/v_bench_card?limit=1")
+        rss = round(rss_peak_mb(w.process.pid), 1)
+    finally:
+        w.stop()
+    written = [prefix + s.name for s in topics.ALL if s is not topics.WEBHOOKS]
+    written += [f"{APP_ID}card-{t}-changelog" for t in ("cards", "entries", "customers")]
+    largest = max(max((len(m.value or b"") for m in read_all(bootstrap, t, idle_s=1.0)), default=0) for t in written)
+    res = {"long_card_entries": card.get("entries_count") if status == 200 else None,
+           "long_card_ms_per_delivery_by_chunk": per_chunk, "long_card_worker_peak_rss_mb": rss,
+           "long_card_largest_record_bytes": largest}
+    log(f"[card] {n:,} entries on one card: ms per delivery by chunk of {chunk:,} deliveries {per_chunk}; "
+        f"peak RSS {rss} MB; largest record written {largest:,} B")
     return res
 
 
@@ -419,6 +455,8 @@ def main() -> None:
         results.update(latency(broker.bootstrap, w, "main", args.rate, args.latency_s))
         w.stop()
         results.update(recovery(broker.bootstrap, work, "main"))
+        results.update(long_card(broker.bootstrap, work, 2_000 if args.quick else 10_000,
+                                 chunk=1000 if args.quick else 2000))
     finally:
         for w in workers:
             w.stop()

@@ -26,3 +26,8 @@ def test_bench_quick__measures_every_figure_and_loses_no_latency_sample(tmp_path
     assert res["missing"] == 0 and res["latency_samples"] == res["offered"] > 0
     assert res["latency_p50_ms"] <= res["latency_p99_ms"] <= res["latency_max_ms"]
     assert res["changelog_records"] > 0
+    # the card-history dimensions ran: one card's entries all there, nothing it wrote near Kafka's limit
+    assert res["long_card_entries"] == 2000 and len(res["long_card_ms_per_delivery_by_chunk"]) == 4
+    assert 0 < res["long_card_largest_record_bytes"] < 64 * 1024
+    assert [r["entries"] for r in res["card_history"]] == [10, 100, 1000]
+    assert all(0 < r["largest_record_bytes"] < 64 * 1024 for r in res["card_history"])

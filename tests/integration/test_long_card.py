@@ -2,67 +2,39 @@
 on any topic that grows with the card's history (Apache Kafka refuses records over 1 MiB by default)."""
 from __future__ import annotations
 
-import datetime as dt
-import json
 import time
 
 import pytest
 
 import topics
-from app.simulate import Entry, Event, event_data, iso
+from app import simulate
 from tests.integration import helpers
 from tests.support import kafka
 
 pytestmark = pytest.mark.integration
 
-N, CHUNK = 3000, 500
-T0 = dt.datetime(2021, 1, 1, tzinfo=dt.timezone.utc)
+N, CHUNK = 3000, 1000  # entries on the card; deliveries fed at a time
 VOUCHER, CUSTOMER = "v_long_card", "cust_long_card"
 
 
-def _entries() -> list[Entry]:
-    """One order an hour on one card; every fifth canceled a day later, the others activated after 7 days."""
-    out = []
-    for i in range(N):
-        created = T0 + dt.timedelta(hours=i)
-        e = Entry(id=f"lopp_long_{i:06d}", voucher_id=VOUCHER, customer_id=CUSTOMER, campaign_id="camp_long",
-                  order_id=f"ord_long_{i:06d}", created_at=created, activates_at=(created + dt.timedelta(days=7)).date())
-        pts = 10 + i % 90
-        e.events.append(Event("added", created, pts, {"points": i, "balance": i, "pending_points": pts}))
-        final = ("canceled", created + dt.timedelta(days=1)) if i % 5 == 4 else ("activated",
-                                                                                  created + dt.timedelta(days=7))
-        e.events.append(Event(final[0], final[1], pts, {"points": i, "balance": i, "pending_points": 0}))
-        out.append(e)
-    return out
-
-
-def _delivery(e: Entry, ev: Event) -> tuple[bytes, bytes, list]:
-    etype = f"voucher.loyalty_card.pending_points.{ev.step}"
-    envelope = {"id": f"whs_{e.id}_{ev.step}", "created_at": iso(ev.at), "type": etype,
-                "data": event_data(e, ev, "example"),
-                "event": {"id": f"evcus_{e.id}_{ev.step}", "type": etype, "created_at": iso(ev.at)}}
-    return VOUCHER.encode(), json.dumps(envelope).encode(), []
+def _delivery(e, ev) -> tuple[bytes, bytes, list]:
+    d = simulate.envelope(e, ev)
+    return d.key, d.value, d.headers
 
 
 def test_long_card__thousands_of_entries_fed_in_chunks_stay_exact_paged_and_small(
     broker, worker_factory, topic_prefix
 ):
-    entries = _entries()
+    entries = simulate.long_card(N)  # an order an hour on one card; every fifth canceled, the others activated
+    timeline = simulate.timeline(entries)  # sent as they happen: about 170 entries pending or recent at a time
     w = worker_factory().wait_ready()
     state_topic = topic_prefix + topics.CUSTOMER_POINT_STATE.name
     per_delivery_ms = []
-    for k in range(N // CHUNK + 1):
-        # chunk k: the added events of entries [k*CHUNK, (k+1)*CHUNK), the final events of the chunk before
-        added = entries[k * CHUNK:(k + 1) * CHUNK]
-        finals = entries[(k - 1) * CHUNK:k * CHUNK] if k else []
-        batch = [_delivery(e, e.events[0]) for e in added] + [_delivery(e, e.events[1]) for e in finals]
-        fed = entries[:(k + 1) * CHUNK]
-        done = entries[:k * CHUNK]
-        want = (sum(e.events[0].points for e in fed[len(done):]),
-                sum(e.points for e in done if e.status == "ACTIVATED"),
-                sum(e.points for e in done if e.status == "CANCELED"))
+    for start in range(0, len(timeline), CHUNK):
+        chunk = timeline[start:start + CHUNK]
+        want = simulate.totals(timeline[:start + CHUNK])
         started = time.monotonic()
-        kafka.produce(broker.bootstrap, topic_prefix + topics.WEBHOOKS.name, batch)
+        kafka.produce(broker.bootstrap, topic_prefix + topics.WEBHOOKS.name, [_delivery(e, ev) for e, ev in chunk])
 
         def reached(rs):
             rec = helpers.customer_records(rs).get(CUSTOMER)
@@ -70,8 +42,8 @@ def test_long_card__thousands_of_entries_fed_in_chunks_stay_exact_paged_and_smal
                                         rec["canceled_points"]) == want
 
         records = kafka.read_until(broker.bootstrap, state_topic, reached, timeout=120)
-        assert reached(records), (k, want, helpers.customer_records(records).get(CUSTOMER), w.log_tail())
-        per_delivery_ms.append((time.monotonic() - started) * 1000 / len(batch))
+        assert reached(records), (start, want, helpers.customer_records(records).get(CUSTOMER), w.log_tail())
+        per_delivery_ms.append((time.monotonic() - started) * 1000 / len(chunk))
     print("ms per delivery by chunk (reading the state topic included):", [round(x, 2) for x in per_delivery_ms])
 
     # The card's view: totals, and every entry once, newest first, in pages
