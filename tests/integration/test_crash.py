@@ -8,8 +8,9 @@ import time
 
 import pytest
 
+import topics
 from tests.integration import helpers
-from tests.support import scenario
+from tests.support import kafka, scenario
 
 pytestmark = pytest.mark.integration
 
@@ -61,5 +62,13 @@ def test_crash__kill_9_with_state_kept_or_lost_loses_nothing_and_counts_nothing_
     assert {c: scenario.normalize_customer(r) for c, r in got.items()} == expected, (crashes, w.log_tail())
     assert helpers.views_mismatches(w, expected) == [], crashes
     assert helpers.voucher_mismatches(w, sc) == [], crashes
+    # and the pending-points-entries topic ends with every entry's true state (entry rows: their own changelog)
+    want = {e.id: (e.status, e.points) for e in sc.entries}
+
+    def entries_exact(rs) -> bool:
+        return {k: (v["status"], v["points"]) for k, v in helpers.customer_records(rs).items()} == want
+
+    records = kafka.read_until(broker.bootstrap, topic_prefix + topics.ENTRIES.name, entries_exact, timeout=60)
+    assert entries_exact(records), crashes
     # and the crashes really happened mid-stream, not after the work was done
     assert sum(reached for _, reached, _ in crashes) >= CRASH_POINTS // 2, crashes
