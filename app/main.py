@@ -7,7 +7,8 @@ from zoneinfo import ZoneInfo
 import faust
 
 import topics
-from app import end_offsets, fetch_wait, logs, no_lost_input
+from app.compat import end_offsets, fetch_wait, no_lost_input
+from app.ops import logs
 from app.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)

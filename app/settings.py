@@ -21,93 +21,101 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
 
-    # Broker
-    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated host:port list")
-    # How long a starting worker waits for the broker to answer (0 = forever).
-    broker_wait_s: float = Field(0.0, ge=0)
-    # How long the producer waits to fill a batch (ms). Larger batches are faster on Apache Kafka.
-    kafka_producer_linger_ms: float = Field(0.0, ge=0)
-    # Before changelog recovery, read past each reported end offset to find the true one (see app/end_offsets.py).
-    # The embedded broker under-reports end offsets after multi-record batches; this replaces forcing one record
-    # per batch, which cost two thirds of the produce rate and stalled aiokafka's producer with several workers.
-    kafka_verify_end_offsets: bool = True
-    # Longest a consumer fetch waits on the broker for data (see app/fetch_wait.py): each pipeline stage's latency
-    # on brokers that hold fetches for the whole wait; on Apache Kafka only the idle polling rate.
-    kafka_fetch_max_wait_ms: int = Field(20, ge=1, le=5000)
-    # Largest record the producer sends (its max request size): Apache Kafka's default (1 MiB), so a run on the
-    # embedded broker (which takes any size) refuses what Kafka would. Topics this service creates get a matching
-    # `max.message.bytes`. Raise both here and on the cluster together.
-    kafka_max_record_bytes: int = Field(1024 * 1024, ge=64 * 1024)
-    # Security for managed Kafka: TLS (SSL), SASL (PLAIN or SCRAM) or both (SASL_SSL).
-    kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
-    kafka_sasl_mechanism: SaslMechanism = "PLAIN"
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: SecretStr | None = None
-    # TLS: CA bundle to trust (default: the system's), and a client certificate for mutual TLS.
-    kafka_ssl_cafile: Path | None = None
-    kafka_ssl_certfile: Path | None = None
-    kafka_ssl_keyfile: Path | None = None
+    # Each field's description is its documentation: `python -m app admin settings` writes docs/settings.md from
+    # them (a test fails when that file is stale). Comments here say why a default is what it is.
 
-    # Application
-    app_id: str = "pending-points"
-    # Prepended to every topic name (for several deployments, or test runs, on one shared cluster).
-    topic_prefix: str = ""
-    # Per-topic name overrides, JSON: {"voucherify-webhooks": "prod.voucherify.webhooks", ...} (registry names
-    # as keys). An override is used as given, without the prefix.
-    topic_names: dict[str, str] = Field(default_factory=dict)
-    partitions: int = Field(4, ge=1, description="Partitions of every topic this service creates")
-    replication_factor: int = Field(1, ge=1)
-    data_dir: Path = Path("./data")
-    web_host: str = "127.0.0.1"
-    web_port: int = Field(6066, ge=1, le=65535)
-    # URL other workers use to reach this one's views (routing to the key's owner).
-    web_advertised_url: str | None = None
-    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
-    # "json": one JSON object per log line (for log shippers); "text": Faust's human-readable format.
-    log_format: Literal["text", "json"] = "text"
+    # --- broker
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="comma-separated `host:port` list")
+    kafka_security_protocol: SecurityProtocol = Field(
+        "PLAINTEXT", description="`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL` (managed Kafka)")
+    kafka_sasl_mechanism: SaslMechanism = Field("PLAIN", description="`PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`")
+    kafka_sasl_username: str | None = Field(None, description="required with `SASL_*`")
+    kafka_sasl_password: SecretStr | None = Field(None, description="required with `SASL_*`; never logged")
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle to trust for `SSL` / `SASL_SSL` "
+                                                            "(default: the system's)")
+    kafka_ssl_certfile: Path | None = Field(None, description="client certificate for mutual TLS (with the key)")
+    kafka_ssl_keyfile: Path | None = Field(None, description="client key for mutual TLS (with the certificate)")
+    broker_wait_s: float = Field(0.0, ge=0, description="how long a starting worker waits for the broker "
+                                                        "(0 = forever)")
+    # Larger batches are faster on Apache Kafka; 3 ms cost a fifth of the throughput on the embedded broker.
+    kafka_producer_linger_ms: float = Field(0.0, ge=0, description="how long the producer waits to fill a batch")
+    # The embedded broker holds a fetch for its whole wait even when records arrive; on Apache Kafka this only
+    # bounds the idle polling rate (app/compat/fetch_wait.py).
+    kafka_fetch_max_wait_ms: int = Field(20, ge=1, le=5000, description=(
+        "longest a consumer fetch waits on the broker for data (Faust hard-codes 1,500 ms)"))
+    # The embedded broker under-reports end offsets after multi-record batches (app/compat/end_offsets.py).
+    kafka_verify_end_offsets: bool = Field(True, description=(
+        "before changelog recovery, read past each reported end offset to find the true one"))
+    kafka_max_record_bytes: int = Field(1024 * 1024, ge=64 * 1024, description=(
+        "largest record the producer sends: Apache Kafka's default, so the embedded broker (which takes any "
+        "size) refuses what Kafka would; topics the service creates get a matching `max.message.bytes`. Raise "
+        "it here and on the cluster together"))
 
-    # Webhook endpoint (POST /webhooks/voucherify). The secret is the one in Voucherify's project settings.
-    webhook_secret: SecretStr | None = None
-    # Without a secret the endpoint stays off (answers 503) unless this is set: for local trials only.
-    webhook_allow_unsigned: bool = False
-    # How long a POST waits for the broker to acknowledge the delivery before answering 503 (Voucherify gives
-    # up on a request after 10 s and retries it later).
-    webhook_ack_timeout_s: float = Field(7.0, gt=0, le=9.5)
+    # --- application
+    app_id: str = Field("pending-points", description="Faust app id: consumer group and changelog topic prefix")
+    topic_prefix: str = Field("", description="prepended to every topic name, to share a cluster")
+    topic_names: dict[str, str] = Field(default_factory=dict, description=(
+        "per-topic name overrides, JSON keyed by registry name: `{\"voucherify-webhooks\": \"prod.vfy.hooks\"}` "
+        "(used as given, without the prefix)"))
+    # One count keeps voucher- and customer-keyed topics co-partitioned with their tables.
+    partitions: int = Field(4, ge=1, description="partitions of every topic the service creates")
+    replication_factor: int = Field(1, ge=1, description="replication factor of the topics it creates")
+    data_dir: Path = Field(Path("./data"), description="RocksDB state directory")
+    web_host: str = Field("127.0.0.1", description="web server bind address (views, webhook endpoint, metrics)")
+    web_port: int = Field(6066, ge=1, le=65535, description="web server port")
+    web_advertised_url: str | None = Field(None, description=(
+        "how other workers reach this one's views (default `http://<host>:<port>`)"))
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
+        "info", description="`debug`, `info`, `warning`, `error` or `critical`")
+    log_format: Literal["text", "json"] = Field("text", description=(
+        "`json`: one JSON object per line (`ts`, `level`, `logger`, `pid`, `message`, `exc`); `text`: Faust's"))
 
-    # Group membership. The embedded broker holds a join for about half the session timeout, and a dead
-    # member keeps its partitions that long: lower is faster failover, higher tolerates longer pauses.
-    session_timeout_s: float = Field(10.0, gt=0)
-    heartbeat_interval_s: float = Field(2.0, gt=0)
-    rebalance_timeout_s: float = Field(20.0, gt=0)
-    commit_interval_s: float = Field(2.8, gt=0)
-    # Each agent takes its input in batches: up to this many records, or what arrived within the window. Events
-    # of one key in a batch are folded into one table write and one output record. Larger batches: more
-    # throughput under load; the window adds at most that much latency per stage when the input is sparse.
-    stream_batch_max: int = Field(500, ge=1)
-    stream_batch_within_ms: float = Field(10.0, gt=0)
-    # Before Faust starts, bring the local tables up to their changelogs with a plain consumer (app/restore.py):
-    # several times faster than Faust's own recovery, which then only reads what was written since.
-    bulk_restore: bool = True
-    # Warm copies of other workers' table partitions, for fast failover (0 = none).
-    table_standby_replicas: int = Field(1, ge=0)
-    # RocksDB memory per table partition (Faust's defaults are 3 x 64 MB write buffers and a 2 GB block cache per
-    # partition, so RSS grew with the data: 120 MB at 10k deliveries, 260 MB at 50k). State lives on disk either way.
-    rocksdb_write_buffer_mb: int = Field(4, ge=1)
-    rocksdb_max_write_buffers: int = Field(2, ge=2)
-    rocksdb_block_cache_mb: int = Field(8, ge=1)
+    # --- webhook endpoint (POST /webhooks/voucherify)
+    webhook_secret: SecretStr | None = Field(None, description=(
+        "Voucherify's webhook secret (project settings); without it the endpoint is off (503); never logged"))
+    webhook_allow_unsigned: bool = Field(False, description=(
+        "accept unsigned POSTs when no secret is set (local trials only)"))
+    # Voucherify gives up on a request after 10 s and retries it later.
+    webhook_ack_timeout_s: float = Field(7.0, gt=0, le=9.5, description=(
+        "how long a POST waits for the broker's acknowledgement before answering 503"))
 
-    # Domain
+    # --- processing
+    # The embedded broker holds a join for about half the session timeout, and a dead member keeps its partitions
+    # that long: lower is faster failover, higher tolerates longer pauses.
+    session_timeout_s: float = Field(10.0, gt=0, description="consumer group session timeout")
+    heartbeat_interval_s: float = Field(2.0, gt=0, description="consumer group heartbeat interval")
+    rebalance_timeout_s: float = Field(20.0, gt=0, description="consumer group rebalance timeout")
+    commit_interval_s: float = Field(2.8, gt=0, description="how often processed offsets are committed")
+    # Larger batches: more throughput under load; the window adds at most that much latency per stage.
+    stream_batch_max: int = Field(500, ge=1, description=(
+        "each stage takes up to this many records at a time, and folds them per key (one table write and one "
+        "output per key per batch)"))
+    stream_batch_within_ms: float = Field(10.0, gt=0, description=(
+        "...or what arrived within this window after the first record"))
+    # Several times faster than Faust's own recovery, which then only reads what was written since.
+    bulk_restore: bool = Field(True, description=(
+        "before Faust starts, bring local tables up to their changelogs with a plain consumer "
+        "(`app/startup/restore.py`)"))
+    table_standby_replicas: int = Field(1, ge=0, description=(
+        "warm copies of other workers' table partitions, for fast failover (0 = none)"))
+    # Faust's defaults are 3 x 64 MB write buffers and a 2 GB block cache per partition, so RSS grew with the data
+    # (120 MB at 10k deliveries, 260 MB at 50k). State lives on disk either way.
+    rocksdb_write_buffer_mb: int = Field(4, ge=1, description="RocksDB write buffer per table partition (MB)")
+    rocksdb_max_write_buffers: int = Field(2, ge=2, description="RocksDB write buffers per table partition")
+    rocksdb_block_cache_mb: int = Field(8, ge=1, description="RocksDB block cache per table partition (MB)")
+
+    # --- domain
     # Voucherify activates pending points at 00:00 in the project's time zone; "early" is judged there.
-    project_timezone: str = "UTC"
-    # Largest delivery accepted (HTTP body or input record); larger POSTs get 413, larger records are dead-lettered.
-    # It must leave DELIVERY_HEADROOM_BYTES under KAFKA_MAX_RECORD_BYTES for the record's headers (and a dead-letter
-    # copy's), so that anything accepted can be stored and dead-lettered on a Kafka with the same limit.
-    max_delivery_bytes: int = Field(1024 * 1024 - DELIVERY_HEADROOM_BYTES, ge=1024)
-    # Finished (ACTIVATED/CANCELED) entries leave the card aggregate this long (event time) after they finished:
-    # Voucherify retries a delivery for 24 h, so 72 h covers every retry of a finished entry's events plus a
-    # two-day outage of ours, while the aggregate stays the size of what is pending or recent. A delivery that
-    # arrives later (a re-send by hand) is still applied exactly once: the entry's row says it was counted.
-    entry_retire_after_h: float = Field(72.0, ge=0)
+    project_timezone: str = Field("UTC", description="Voucherify project time zone, for \"activated early\"")
+    max_delivery_bytes: int = Field(1024 * 1024 - DELIVERY_HEADROOM_BYTES, ge=1024, description=(
+        "largest delivery accepted: larger POSTs get 413, larger input records are dead-lettered. Must leave "
+        "16 KiB under `KAFKA_MAX_RECORD_BYTES` for headers (checked at start), so anything accepted can be "
+        "stored and dead-lettered"))
+    # Voucherify retries a delivery for 24 h: 72 h of event time covers every retry of a finished entry's events
+    # with two days to spare, while the aggregate stays the size of what is pending or recent (README, Design).
+    entry_retire_after_h: float = Field(72.0, ge=0, description=(
+        "finished entries leave the card aggregate this long (event time) after they finished; a later change "
+        "to one updates its row and outputs, not the totals"))
 
     @model_validator(mode="after")
     def _check_security(self) -> "Settings":

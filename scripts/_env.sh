@@ -8,7 +8,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 # Re-install only when pyproject.toml changed since the last install with these extras.
-EXTRAS="${EXTRAS:-test}"
+EXTRAS="${EXTRAS:-embedded,test}"
 STAMP=".venv/.installed-${EXTRAS//,/+}-$(sha1sum pyproject.toml | cut -c1-12)"
 if [ ! -f "$STAMP" ]; then
   echo "==> installing the project and its dependencies into .venv"

@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import re
 import statistics
 import subprocess
@@ -39,12 +40,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import topics  # noqa: E402
 import bench_card_history  # noqa: E402  (scripts/, beside this file)
-from app import embedded_broker, simulate  # noqa: E402
+from devtools import embedded_broker, simulate  # noqa: E402
 from app.logic.decode import Accepted, decode  # noqa: E402
 from app.models import codec  # noqa: E402
-from tests.integration import helpers  # noqa: E402  (scrape: GET /metrics parsed)
-from tests.support import kafka  # noqa: E402
-from tests.support.workers import Worker  # noqa: E402
+from devtools.workers import metric_sum, scrape  # noqa: E402
+from devtools import kafka  # noqa: E402
+from devtools.workers import Worker  # noqa: E402
 
 PARTITIONS = 4
 APP_ID = "bench"
@@ -133,7 +134,7 @@ def faust_floor(bootstrap: str, src: str, dst: str, n: int, work: Path) -> float
     """The bare loop's work as one batched Faust agent (scripts/bench_floor.py). Returns records/s from its first
     to its last output record."""
     env = {**os.environ, "FLOOR_BOOTSTRAP": bootstrap, "FLOOR_SRC": src, "FLOOR_DST": dst, "FLOOR_N": str(n),
-           "FLOOR_APP_ID": f"floor-{src}"}
+           "FLOOR_APP_ID": f"floor-{src}", "FLOOR_DATADIR": str(work / f"floor-{src}-data")}
     log_path = work / f"floor-{src}.log"
     with open(log_path, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "faust", "-A", "bench_floor", "worker", "-l", "warn"],
@@ -187,8 +188,8 @@ def wait_drained(worker: Worker, deliveries: int, timeout: float, label: str) ->
     deadline = time.monotonic() + timeout
     last_log = 0.0
     while True:
-        m = helpers.scrape(worker)
-        seen = helpers.metric_sum(m, DELIVERIES)
+        m = scrape(worker)
+        seen = metric_sum(m, DELIVERIES)
         max_lag = max((v for (name, _), v in m.items() if name == "pending_points_consumer_lag"), default=0.0)
         if seen >= deliveries and max_lag == 0:
             return
@@ -271,7 +272,7 @@ def throughput(bootstrap: str, work: Path, n: int, tag: str, profile: Path | Non
         profile.with_name("profile-top.txt").write_text(summary)
         log(f"[{tag}] profile (worker main thread):\n{summary}")
     last_ms = max(m.timestamp for m in read_all(bootstrap, prefix + topics.CUSTOMER_POINT_STATE.name))
-    res["mean_batch_records"] = mean_batches(helpers.scrape(w))
+    res["mean_batch_records"] = mean_batches(scrape(w))
     secs = (last_ms - ready_ms) / 1000
     res["pipeline_events_per_s"] = round(len(deliveries) / secs, 1)
     res["ratio_pipeline_over_bare"] = round(res["pipeline_events_per_s"] / res["bare_events_per_s"], 3)
@@ -286,8 +287,8 @@ def mean_batches(samples: dict) -> dict[str, float]:
     """Mean records per batch each stage took (from the worker's batch histogram)."""
     out = {}
     for stage in ("ingest", "cards", "customers"):
-        n = helpers.metric_sum(samples, "pending_points_batch_records_count", stage=stage)
-        out[stage] = round(helpers.metric_sum(samples, "pending_points_batch_records_sum", stage=stage) / n, 1) if n else None
+        n = metric_sum(samples, "pending_points_batch_records_count", stage=stage)
+        out[stage] = round(metric_sum(samples, "pending_points_batch_records_sum", stage=stage) / n, 1) if n else None
     return out
 
 
@@ -308,17 +309,17 @@ def latency(bootstrap: str, w: Worker, tag: str, rate: float, seconds: float) ->
     prefix = f"{tag}-"
     log(f"[{tag}] latency: offering {n:,} deliveries at {rate:,.0f}/s")
     batch = [(d.key, d.value, d.headers) for d in (simulate.fresh_added("lat", i) for i in range(n))]
-    before = helpers.scrape(w)
+    before = scrape(w)
     t0 = time.monotonic()
     produce(bootstrap, prefix + topics.WEBHOOKS.name, batch, rate=rate)
     offered = n / (time.monotonic() - t0)
-    base = helpers.metric_sum(helpers.scrape(w), DELIVERIES)
+    base = metric_sum(scrape(w), DELIVERIES)
     wait_drained(w, int(base), timeout=600, label=f"{tag} latency")
-    after = helpers.scrape(w)
+    after = scrape(w)
     stage_ms = {}  # mean time from the delivery being written until each stage finished it, during this phase
     for stage in ("ingest", "cards", "customers"):
-        d = {k: helpers.metric_sum(after, f"pending_points_processing_latency_seconds_{k}", stage=stage)
-             - helpers.metric_sum(before, f"pending_points_processing_latency_seconds_{k}", stage=stage)
+        d = {k: metric_sum(after, f"pending_points_processing_latency_seconds_{k}", stage=stage)
+             - metric_sum(before, f"pending_points_processing_latency_seconds_{k}", stage=stage)
              for k in ("sum", "count")}
         stage_ms[stage] = round(1000 * d["sum"] / d["count"], 1) if d["count"] else None
     sent = {json.loads(m.value)["data"]["pending_points"]["customer_id"]: m.timestamp
@@ -444,6 +445,15 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench-"))
+    try:
+        _run(args, out, work)
+    except BaseException:
+        log(f"the run failed: its brokers' and workers' logs and state are in {work}")
+        raise
+    shutil.rmtree(work, ignore_errors=True)  # a finished run leaves nothing behind (results are in --out)
+
+
+def _run(args, out: Path, work: Path) -> None:
     results: dict = {"command": " ".join(["scripts/bench", *sys.argv[1:]])}
     broker = embedded_broker.start(log_path=work / "tansu.log")
     workers: list[Worker] = []
@@ -467,7 +477,10 @@ def main() -> None:
                                                   "card_aggregate_bytes", "largest_record_bytes")} for r in history]
     (out / "results.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
+    _growth(args, main_res, work, out)
 
+
+def _growth(args, main_res: dict, work: Path, out: Path) -> None:
     if args.growth:
         # Sizes stop at 60k: past ~100k deliveries the embedded broker itself saturates (one CPU, 1.5 GB for
         # ~1M records in memory; measured at 200k: the broker at 94% CPU, the worker at 6%, lag stuck at 46k).

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import faust  # noqa: E402
 
-from app import fetch_wait  # noqa: E402
+from app.compat import fetch_wait  # noqa: E402
 from app.logic.decode import Accepted, decode  # noqa: E402
 from app.models import codec  # noqa: E402
 
@@ -23,6 +23,7 @@ fetch_wait.install(int(os.environ.get("KAFKA_FETCH_MAX_WAIT_MS", "20")))  # the 
 N = int(os.environ["FLOOR_N"])
 DST = os.environ["FLOOR_DST"]
 app = faust.App(os.environ["FLOOR_APP_ID"], broker="kafka://" + os.environ["FLOOR_BOOTSTRAP"], store="memory://",
+                datadir=os.environ["FLOOR_DATADIR"],  # the benchmark's work dir, never the source tree
                 key_serializer="raw", value_serializer="raw", web_enabled=False,
                 consumer_auto_offset_reset="earliest", processing_guarantee="at_least_once",
                 broker_session_timeout=10, broker_heartbeat_interval=2, broker_rebalance_timeout=20)  # as ours

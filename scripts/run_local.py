@@ -18,8 +18,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from app import embedded_broker
-from app.feed import SAMPLE_TYPES, SAMPLES
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # devtools/: beside app/, not installed
+
+from app.cli.feed import SAMPLE_TYPES, SAMPLES  # noqa: E402
+from devtools import embedded_broker  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_CUSTOMER = "cust_IdgAFZxYwwHctOk9pPuMu308"
@@ -78,15 +80,15 @@ def main() -> None:
         if not args.no_samples:
             # Through the webhook endpoint, signed, as Voucherify would send them.
             files = [f"{SAMPLES / name}:{etype}" for name, etype in SAMPLE_TYPES.items()]
-            subprocess.run([sys.executable, "-m", "app.feed", "--http", base, *files], check=True, env=env)
+            subprocess.run([sys.executable, "-m", "app", "feed", "--http", base, *files], check=True, env=env)
             _wait_http(f"{base}/customers/{EXAMPLE_CUSTOMER}", worker, timeout=60, ok=(200,))
         print(
             "\n==> ready. Try:\n"
             f"   curl {base}/customers/{EXAMPLE_CUSTOMER}\n"
             f"   curl {base}/vouchers/{EXAMPLE_VOUCHER}\n"
             f"   curl {base}/metrics\n"
-            f"   WEBHOOK_SECRET={env['WEBHOOK_SECRET']} .venv/bin/python -m app.feed --http {base} FILE.json:EVENT_TYPE\n"
-            f"   KAFKA_BOOTSTRAP_SERVERS={env['KAFKA_BOOTSTRAP_SERVERS']} .venv/bin/python -m app.feed FILE.json:EVENT_TYPE\n"
+            f"   WEBHOOK_SECRET={env['WEBHOOK_SECRET']} .venv/bin/python -m app feed --http {base} FILE.json:EVENT_TYPE\n"
+            f"   KAFKA_BOOTSTRAP_SERVERS={env['KAFKA_BOOTSTRAP_SERVERS']} .venv/bin/python -m app feed FILE.json:EVENT_TYPE\n"
             "   Ctrl-C stops the worker and the broker.\n",
             flush=True,
         )

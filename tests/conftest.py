@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.brokers import Broker, session_broker
-from tests.support.workers import Worker
+from devtools.workers import Worker
 
-SAMPLES = Path(__file__).resolve().parent.parent / "app" / "samples"
 
 
 @pytest.fixture(scope="session")
@@ -36,16 +35,20 @@ def topic_prefix() -> str:
 
 @pytest.fixture
 def worker_factory(broker: Broker, tmp_path: Path, topic_prefix: str) -> Iterator:
-    """`worker_factory(**env)` starts a worker process for this test; every one is stopped at teardown."""
+    """`worker_factory(name, **env)` starts a worker process for this test; every one is stopped at teardown.
+
+    On the session's broker its topics carry the test's prefix; `bootstrap=` a broker of the test's own
+    (`own_broker`) gives it the default names, as a user's worker has."""
     started: list[Worker] = []
 
-    def make(name: str | None = None, **env: str) -> Worker:
+    def make(name: str | None = None, *, bootstrap: str | None = None, **env: str) -> Worker:
         name = name or f"w{len(started)}"
+        namespace = {} if bootstrap else {"TOPIC_PREFIX": topic_prefix, "APP_ID": f"pp-{topic_prefix.rstrip('-')}"}
         w = Worker(
-            bootstrap=broker.bootstrap,
+            bootstrap=bootstrap or broker.bootstrap,
             data_dir=tmp_path / f"{name}-data",
             log_path=tmp_path / f"{name}.log",
-            env={"TOPIC_PREFIX": topic_prefix, "APP_ID": f"pp-{topic_prefix.rstrip('-')}", **env},
+            env={**namespace, **env},
         )
         started.append(w)
         return w.start()

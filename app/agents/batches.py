@@ -9,19 +9,18 @@ made current, which is an event of that key's partition.
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Callable, TypeVar
 
 import faust
-from faust import streams
 from pydantic import BaseModel, ValidationError
 
-from app import metrics
 from app.agents.deadletter import dead_letter
+from app.compat import internals
 from app.main import settings
 from app.models import codec
 from app.models.records import DeadLetterReason
+from app.ops import metrics
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -62,8 +61,7 @@ async def take(stream: faust.StreamT, stage: str) -> AsyncIterator[Sequence[faus
 
     enable_acks = stream.enable_acks
     stream.enable_acks = False  # acknowledged below
-    stream.add_processor(add_to_buffer)
-    stream._enable_passive(aiter(stream.channel))
+    internals.add_passive_processor(stream, add_to_buffer)
     try:
         while not stream.should_stop:
             if not events:
@@ -83,7 +81,7 @@ async def take(stream: faust.StreamT, stage: str) -> AsyncIterator[Sequence[faus
             accepting.set()
     finally:
         stream.enable_acks = enable_acks
-        stream._processors.remove(add_to_buffer)
+        internals.remove_processor(stream, add_to_buffer)
 
 
 async def loaded(batch: Sequence[faust.EventT], model: type[M],
@@ -112,4 +110,4 @@ def by_key(items: Sequence[tuple[bytes, T, faust.EventT]]) -> Iterator[tuple[byt
 
 
 def make_current(event: faust.EventT) -> None:
-    streams._current_event.set(weakref.ref(event))
+    internals.make_current(event)

@@ -1,7 +1,7 @@
 """Agent `cards`: fold normalized events into entry rows and the card aggregate; publish summaries, joins, entries."""
 from __future__ import annotations
 
-from app import metrics
+from app.ops import metrics
 from app.agents.batches import by_key, loaded, take
 from app.agents.publish import publish
 from app.logic import cards

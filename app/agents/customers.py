@@ -1,9 +1,8 @@
 """Agent `customers`: fold card summaries into the per-customer table; publish `customer-point-state`."""
 from __future__ import annotations
 
-import logging
 
-from app import metrics
+from app.ops import metrics
 from app.agents.batches import by_key, loaded, take
 from app.agents.publish import publish
 from app.logic import customers
@@ -11,7 +10,6 @@ from app.main import app, card_updates_topic, customer_state_topic, customers_ta
 from app.models import codec
 from app.models.records import CardSummary, CustomerState
 
-logger = logging.getLogger(__name__)
 
 
 @app.agent(card_updates_topic, name="customers")

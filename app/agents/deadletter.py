@@ -6,7 +6,7 @@ import logging
 import faust
 
 import topics
-from app import metrics
+from app.ops import metrics
 from app.agents.publish import publish
 from app.main import dead_letter_topic, settings
 from app.models.records import DeadLetterReason

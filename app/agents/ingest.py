@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from app import metrics
+from app.ops import metrics
 from app.agents.batches import take
 from app.agents.deadletter import dead_letter
 from app.agents.publish import publish

@@ -19,6 +19,7 @@ import logging
 
 import faust
 
+from app.compat import internals
 from app.main import app
 
 logger = logging.getLogger(__name__)
@@ -81,11 +82,11 @@ def _guarded(producer):
         # Faust's changelog writes wait in its producer buffer; its flush gives up when the buffer stalls for
         # 0.1 s and lets the commit go ahead of writes not yet sent. Drain it for real (or refuse to commit).
         deadline = asyncio.get_running_loop().time() + FLUSH_DRAIN_S
-        while producer.buffer.size and not _refused:
+        while internals.buffered_writes(producer) and not _refused:
             if asyncio.get_running_loop().time() > deadline:
-                raise RecordRefused(f"not committing offsets: {producer.buffer.size} changelog writes still "
-                                    f"unsent after {FLUSH_DRAIN_S:.0f} s")
-            await producer.buffer.flush()
+                raise RecordRefused(f"not committing offsets: {internals.buffered_writes(producer)} changelog "
+                                    f"writes still unsent after {FLUSH_DRAIN_S:.0f} s")
+            await internals.flush_buffer(producer)
         await flush()
         if _refused:  # Faust commits right after this returns: make it not
             raise RecordRefused(f"not committing offsets: a record was refused ({_refused[0]!r})")

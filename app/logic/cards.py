@@ -49,7 +49,6 @@ from app.models.records import (
     VoucherView,
 )
 
-_MIN = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 MAX_FORMER_OWNERS = 8
 ENTRY_SEP = b"\x00"  # entries table: voucher id NUL entry id -> EntryRecord
 INDEX_SEP = b"\x01"  # entries table: voucher id SOH (2^63 - 1 - seq, 8 bytes) entry id -> b"" (newest first)
@@ -136,12 +135,13 @@ def _owner_of(event: NormalizedEvent) -> Owner:
 
 
 def _owner_key(owner: Owner) -> tuple:
-    return (tuple(t or _MIN for t in owner.stamp), owner.customer_id, owner.campaign_id or "")
+    return (tuple(t or entries.MIN_TIME for t in owner.stamp), owner.customer_id, owner.campaign_id or "")
 
 
 def _snapshot_newer(a, b) -> bool:
     """Order of card snapshots: newer `as_of`, then event time, then content."""
-    return entries.after((a.as_of or _MIN, a.occurred_at or _MIN), (b.as_of or _MIN, b.occurred_at or _MIN), a, b)
+    low = entries.MIN_TIME
+    return entries.after((a.as_of or low, a.occurred_at or low), (b.as_of or low, b.occurred_at or low), a, b)
 
 
 class _Card:
@@ -434,7 +434,7 @@ def upgrade(old: CardState, retire_after: dt.timedelta) -> tuple[CardAgg, dict[s
     """
     def first_seen(e: EntryState) -> tuple:
         o = e.added or e.updated or entries.descriptor(e)
-        return (o.created_at or o.occurred_at or _MIN, e.id)
+        return (o.created_at or o.occurred_at or entries.MIN_TIME, e.id)
 
     ordered = sorted(old.entries.values(), key=first_seen)
     rows = {e.id: EntryRecord(voucher_id=old.voucher_id, seq=i, entry=e) for i, e in enumerate(ordered)}

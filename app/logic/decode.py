@@ -89,7 +89,7 @@ def decode(value: bytes | None, headers: Mapping[str, bytes | None], *, max_byte
     except ValueError as exc:
         # Not UTF-8, not JSON, or nested past the parser's recursion limit.
         return _reject("invalid_json", str(exc)[:300])
-    return decode_parsed(body, headers)
+    return _decode_body(body, header_type)
 
 
 def decode_parsed(body: Any, headers: Mapping[str, bytes | None]) -> Decoded:
@@ -97,6 +97,10 @@ def decode_parsed(body: Any, headers: Mapping[str, bytes | None]) -> Decoded:
     header_type = _header_type(headers)
     if isinstance(header_type, Rejected):
         return header_type
+    return _decode_body(body, header_type)
+
+
+def _decode_body(body: Any, header_type: str | None) -> Decoded:
     if not isinstance(body, dict):
         return _reject("not_an_object", f"JSON value is a {type(body).__name__}, expected an object")
 

@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 from app.models.records import EntryState, EntryView, Observation, PendingPointsActivation, Status, Step
 
-_MIN = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+MIN_TIME = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 
 
 def after(key_a: tuple, key_b: tuple, a, b) -> bool:
@@ -19,7 +19,7 @@ def after(key_a: tuple, key_b: tuple, a, b) -> bool:
 
 
 def _time_key(obs: Observation) -> tuple:
-    return (obs.updated_at or _MIN, obs.created_at or _MIN, obs.occurred_at or _MIN)
+    return (obs.updated_at or MIN_TIME, obs.created_at or MIN_TIME, obs.occurred_at or MIN_TIME)
 
 
 def later(a: Observation, b: Observation) -> bool:

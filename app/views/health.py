@@ -1,7 +1,7 @@
 """GET /health (the process serves HTTP) and GET /ready (assigned partitions recovered, consuming)."""
 from __future__ import annotations
 
-from app.health import not_ready_reason
+from app.ops.health import not_ready_reason
 from app.main import app
 
 

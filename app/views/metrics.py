@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app import health, metrics
+from app.ops import health, metrics
 from app.main import app
 
 metrics.register_state(health.state_gauges)

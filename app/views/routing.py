@@ -1,6 +1,6 @@
 """Route a view to the worker that owns the key, answering 503 (not 500) while that cannot be known or reached.
 
-Wraps Faust's `app.table_route`, adding two things it lacks:
+Wraps Faust's `app.table_route`, adding three things it lacks:
 - aiokafka only refreshes metadata for topics in its client's topic set, and a topic whose partitions were known
   from an earlier full refresh never joins that set. A later refresh forgets it, and Faust's router then fails
   with "'NoneType' object is not iterable" (seen on the embedded broker). We re-request the changelog topic's
@@ -18,20 +18,18 @@ import aiohttp
 import faust
 from faust.web.exceptions import ServiceUnavailable
 
-from app.health import not_ready_reason
+from app.compat import internals
 from app.main import app
+from app.ops.health import not_ready_reason
 
 logger = logging.getLogger(__name__)
 
 
 async def _ensure_metadata(topic: str) -> None:
-    client = app.producer._ensure_producer().client  # the aiokafka client behind Faust's producer
-    if client.cluster.partitions_for_topic(topic) is None:
-        client.add_topic(topic)
-        try:
-            await client._wait_on_metadata(topic)
-        except Exception as exc:
-            raise ServiceUnavailable(f"no partition metadata for {topic} yet: {exc!r}") from exc
+    try:
+        await internals.wait_on_metadata(app, topic)
+    except Exception as exc:
+        raise ServiceUnavailable(f"no partition metadata for {topic} yet: {exc!r}") from exc
 
 
 def owner_routed(table: faust.TableT, match_info: str):

@@ -2,7 +2,7 @@
 answers by status), a readable subset of GET /metrics."""
 from __future__ import annotations
 
-from app import metrics
+from app.ops import metrics
 from app.main import app
 
 

@@ -1,6 +1,7 @@
 """GET /vouchers/{voucher_id}?limit=&after=: the card's totals and its entries, newest first, one page at a time."""
 from __future__ import annotations
 
+from app.compat import internals
 from app.logic import cards
 from app.main import app, cards_table, entries_table, settings
 from app.models import codec
@@ -50,7 +51,7 @@ def _page(voucher_id: str, limit: int, after: str | None) -> tuple[list[EntryRec
     follow. None if `after` is not an entry of the card. Reads this worker's RocksDB partitions directly
     (Faust's store has no range reads): the card's partition is the one holding its index keys."""
     prefix = cards.index_prefix(voucher_id)
-    for db in list(entries_table.data._dbs.values()):  # Faust's RocksDB store: partition -> rocksdict.Rdict
+    for db in internals.partition_dbs(entries_table).values():
         start = prefix
         if after is not None:
             cursor = db.get(cards.entry_key(voucher_id, after))

@@ -14,7 +14,7 @@ import time
 from aiokafka.errors import MessageSizeTooLargeError
 from faust.web import View
 
-from app import metrics
+from app.ops import metrics
 from app.logic import intake
 from app.agents.publish import store_delivery
 from app.main import app, settings, webhooks_topic
@@ -81,7 +81,7 @@ class VoucherifyWebhook(View):
         if isinstance(decision, intake.Refuse):
             return self._answer(decision.status, decision.code, decision.detail)
         if isinstance(decision, intake.Ignore):
-            metrics.WEBHOOK_REQUESTS.labels("200", "unsupported_type").inc()
+            metrics.webhook_request("200", "unsupported_type")
             return 200, {"status": "ignored", "detail": f"event type {decision.event_type!r} is not handled here"}
 
         started = time.perf_counter()
@@ -101,7 +101,7 @@ class VoucherifyWebhook(View):
             return self._answer(503, "broker_unavailable", f"could not store the delivery: {exc!r:.200}; retry")
         metrics.WEBHOOK_ACK_SECONDS.observe(time.perf_counter() - started)
         outcome = "accepted" if decision.warning is None else "accepted_invalid"
-        metrics.WEBHOOK_REQUESTS.labels("202", outcome).inc()
+        metrics.webhook_request("202", outcome)
         answer = {"status": "accepted", "topic": meta.topic, "partition": meta.partition, "offset": meta.offset}
         if decision.event_type:
             answer["event_type"] = decision.event_type
@@ -111,7 +111,7 @@ class VoucherifyWebhook(View):
 
     @staticmethod
     def _answer(status: int, code: str, detail: str) -> tuple[int, dict]:
-        metrics.WEBHOOK_REQUESTS.labels(str(status), code).inc()
+        metrics.webhook_request(str(status), code)
         if status >= 500:
             logger.warning("webhook answered %d %s: %s", status, code, detail)
         return status, {"error": code, "detail": detail}

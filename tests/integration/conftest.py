@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app import embedded_broker
-from tests.support.workers import Worker
+from devtools import embedded_broker
 
 
 @pytest.fixture
@@ -26,17 +25,3 @@ def own_broker(tmp_path: Path):
         if b.process.poll() is None:
             os.kill(b.process.pid, signal.SIGCONT)
         b.stop()
-
-
-@pytest.fixture
-def make_worker(tmp_path: Path):
-    workers: list[Worker] = []
-
-    def make(bootstrap: str, name: str = "w", **env: str) -> Worker:
-        w = Worker(bootstrap, tmp_path / f"{name}-data", tmp_path / f"{name}.log", env)
-        workers.append(w)
-        return w.start()
-
-    yield make
-    for w in workers:
-        w.stop()

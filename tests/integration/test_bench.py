@@ -2,22 +2,28 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_bench_quick__measures_every_figure_and_loses_no_latency_sample(tmp_path):
     out = tmp_path / "bench"
+    temp = tmp_path / "tmp"  # the benchmark's own temp dir: its work dir must be gone when it finishes
+    temp.mkdir()
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+                          cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TMPDIR": str(temp)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert list(temp.iterdir()) == [], "the benchmark left files behind"
+    assert not list((ROOT / "scripts").glob("*-data")), "a Faust data dir in the source tree"
     res = json.loads((out / "results.json").read_text())
     for key in ("bare_events_per_s", "pipeline_events_per_s", "ratio_pipeline_over_bare", "worker_peak_rss_mb",
                 "latency_p50_ms", "latency_p99_ms", "recovery_records_per_s"):

@@ -9,10 +9,11 @@ import time
 import pytest
 
 import topics
-from tests.integration import helpers
-from tests.support import kafka, scenario
+from tests.support import helpers
+from devtools import kafka
+from tests.support import scenario
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CRASH_POINTS = int(os.environ.get("CRASH_POINTS", "6"))
 FAST_FAILOVER = {"SESSION_TIMEOUT_S": "6", "HEARTBEAT_INTERVAL_S": "1", "REBALANCE_TIMEOUT_S": "6"}

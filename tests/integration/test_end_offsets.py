@@ -6,7 +6,7 @@ import asyncio
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from app.end_offsets import true_end_offsets
+from app.compat.end_offsets import true_end_offsets
 
 pytestmark = pytest.mark.integration
 

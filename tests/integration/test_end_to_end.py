@@ -6,8 +6,9 @@ import json
 import pytest
 
 import topics
-from tests.integration import helpers
-from tests.support import kafka, scenario
+from tests.support import helpers
+from devtools import kafka
+from tests.support import scenario
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +25,7 @@ def _totals(record: dict) -> tuple:
 
 
 def test_documented_examples__answer_over_http_and_on_the_state_topic(broker, worker_factory, topic_prefix):
-    from app.feed import sample_deliveries
+    from app.cli.feed import sample_deliveries
 
     w = worker_factory().wait_ready()
     # Given the two documented example payloads, as raw payloads with their type in the header

@@ -7,11 +7,11 @@ import time
 import pytest
 
 import topics
-from app import simulate
-from tests.integration import helpers
-from tests.support import kafka
+from devtools import simulate
+from tests.support import helpers
+from devtools import kafka
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 N, CHUNK = 3000, 1000  # entries on the card; deliveries fed at a time
 VOUCHER, CUSTOMER = "v_long_card", "cust_long_card"

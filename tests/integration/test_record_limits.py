@@ -1,16 +1,15 @@
 """Kafka's record size limit, enforced by the service itself (the embedded broker takes records of any size)."""
 from __future__ import annotations
 
-import json
 import re
 import time
 
 import pytest
 
 import topics
-from app import simulate
-from tests.integration import helpers
-from tests.support import kafka
+from devtools import simulate
+from tests.support import helpers
+from devtools import kafka
 
 pytestmark = pytest.mark.integration
 

@@ -5,10 +5,11 @@ import re
 
 import pytest
 
-from tests.integration import helpers
-from tests.support import kafka, scenario
+from tests.support import helpers
+from devtools import kafka
+from tests.support import scenario
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.mark.parametrize("bulk", [True, False], ids=["bulk-restore", "faust-recovery-only"])
@@ -48,7 +49,7 @@ def test_new_group_restoring_state__reads_every_waiting_delivery(broker, worker_
     # Faust + aiokafka lost input here: records fetched while recovery held the stream back were dropped, a
     # partition without a committed offset was not sought back, and re-fetched records fell under Faust's read
     # mark (1 to 50 of about 2,100 deliveries lost in most runs; see app/no_lost_input.py).
-    from app import simulate
+    from devtools import simulate
 
     app_id = f"pp-{topic_prefix.rstrip('-')}"
     # Given a cards changelog with 2,000 cards (20,000 entries) to restore, and a backlog on the input topic
@@ -71,7 +72,7 @@ def test_new_group_restoring_state__reads_every_waiting_delivery(broker, worker_
     import json
 
     import topics
-    from app.simulate import T0, Entry, Event, event_data, iso
+    from devtools.simulate import T0, Entry, Event, event_data, iso
 
     e = Entry(id="lopp_seed_00019990", voucher_id="v_seed_00001999", customer_id="cust_seed_00001999",
               campaign_id="camp_seed", order_id="ord_seed_00019990", created_at=T0,

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from app import embedded_broker
-from tests.integration import helpers
+from devtools import embedded_broker
+from tests.support import helpers
 from tests.support import scenario
-from tests.support.workers import Worker
+from devtools.workers import Worker
 
 pytestmark = pytest.mark.integration
 
@@ -23,9 +23,9 @@ def _wait_log(worker: Worker, text: str, timeout: float) -> None:
         time.sleep(0.1)
 
 
-def test_startup__a_worker_started_before_the_broker_waits_and_then_works(own_broker, make_worker):
+def test_startup__a_worker_started_before_the_broker_waits_and_then_works(own_broker, worker_factory):
     port = embedded_broker.free_port()
-    w = make_worker(f"127.0.0.1:{port}")
+    w = worker_factory(bootstrap=f"127.0.0.1:{port}")
     _wait_log(w, "Kafka not reachable", timeout=30)  # Given no broker: the worker waits, alive
     broker = own_broker(port)  # When the broker comes up
     w.wait_ready(timeout=120)
@@ -35,9 +35,9 @@ def test_startup__a_worker_started_before_the_broker_waits_and_then_works(own_br
     helpers.wait_views(w, scenario.expected_customers(sc), timeout=120)
 
 
-def test_broker_pause__a_frozen_broker_neither_kills_the_worker_nor_loses_input(own_broker, make_worker):
+def test_broker_pause__a_frozen_broker_neither_kills_the_worker_nor_loses_input(own_broker, worker_factory):
     broker = own_broker()
-    w = make_worker(broker.bootstrap)
+    w = worker_factory(bootstrap=broker.bootstrap)
     w.wait_ready()
     before, after = scenario.build(seed=52, customers=10), scenario.build(seed=53, customers=10)
     helpers.feed(broker.bootstrap, "", before.deliveries)

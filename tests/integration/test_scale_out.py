@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration import helpers
+from tests.support import helpers
 from tests.support import scenario
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FAST = {"SESSION_TIMEOUT_S": "6", "HEARTBEAT_INTERVAL_S": "1", "REBALANCE_TIMEOUT_S": "6",
         "TABLE_STANDBY_REPLICAS": "1"}

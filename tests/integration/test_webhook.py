@@ -8,17 +8,16 @@ import json
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
 import topics
-from tests.integration import helpers
-from tests.support import kafka
+from tests.support import helpers
+from devtools import kafka
 
 pytestmark = pytest.mark.integration
 
-SAMPLES = Path(__file__).resolve().parents[2] / "app" / "samples"
+from app.cli.feed import SAMPLES  # noqa: E402  (the bundled samples: one copy, app/samples)
 SECRET = "whsec_integration"
 PATH = "/webhooks/voucherify"
 ADDED = "voucher.loyalty_card.pending_points.added"
@@ -141,9 +140,9 @@ def test_webhook__without_a_secret_the_endpoint_is_off_unless_explicitly_unsigne
     assert status == 202, body
 
 
-def test_webhook__a_broker_that_does_not_acknowledge_gets_503_in_time_then_the_retry_lands(own_broker, make_worker):
+def test_webhook__a_broker_that_does_not_acknowledge_gets_503_in_time_then_the_retry_lands(own_broker, worker_factory):
     broker = own_broker()
-    w = make_worker(broker.bootstrap, WEBHOOK_SECRET=SECRET, WEBHOOK_ACK_TIMEOUT_S="3").wait_ready()
+    w = worker_factory(bootstrap=broker.bootstrap, WEBHOOK_SECRET=SECRET, WEBHOOK_ACK_TIMEOUT_S="3").wait_ready()
     body = json.dumps(_envelope(_added(1), ADDED, "evcus_frozen")).encode()
     assert w.post(PATH, body, _headers(body))[0] == 202  # warm: the producer knows the topic
     os.kill(broker.process.pid, signal.SIGSTOP)

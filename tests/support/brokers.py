@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from app import embedded_broker
+from devtools import embedded_broker
 
 logger = logging.getLogger(__name__)
 

@@ -1,10 +1,10 @@
-"""Expected outputs of a generated scenario (`app.simulate`), computed from its truth alone: an independent
+"""Expected outputs of a generated scenario (`devtools.simulate`), computed from its truth alone: an independent
 reference model, never the service's code."""
 from __future__ import annotations
 
 import datetime as dt
 
-from app.simulate import (  # noqa: F401  (the tests use the generator through this module)
+from devtools.simulate import (  # noqa: F401  (the tests use the generator through this module)
     FORMS, STEPS, T0, Delivery, Entry, Event, Scenario, build, event_data, iso, malformed_deliveries, render,
     skipped_deliveries,
 )

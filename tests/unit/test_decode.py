@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from app.logic.decode import Accepted, Rejected, Skipped, decode, step_of
 from app.models.records import Step
 
-SAMPLES = Path(__file__).resolve().parents[2] / "app" / "samples"
+from app.cli.feed import SAMPLES  # noqa: E402  (the bundled samples: one copy, app/samples)
 ADDED = "voucher.loyalty_card.pending_points.added"
 ACTIVATED = "voucher.loyalty_card.pending_points.activated"
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from pathlib import Path
 
 import pytest
 
 from app.logic.intake import Ignore, Publish, Refuse, check, signature_valid
 
-SAMPLES = Path(__file__).resolve().parents[2] / "app" / "samples"
+from app.cli.feed import SAMPLES  # noqa: E402  (the bundled samples: one copy, app/samples)
 SECRET = b"whsec_test"
 ADDED = "voucher.loyalty_card.pending_points.added"
 VOUCHER = b"v_hjQhSsitD6lAATASbRV1Ef7dUCjpy0iw"

@@ -12,7 +12,8 @@ import yaml
 from pydantic import ValidationError
 
 import topics
-from app import admin, logs
+from app.cli import admin
+from app.ops import logs
 from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,7 +120,7 @@ def test_topic_plan__changelog_names_match_what_faust_declares():
 
 
 def test_json_schemas__committed_files_are_current_and_describe_every_output_topic():
-    assert admin.write_schemas(admin.SCHEMA_DIR, check=True) == 0, "run: python -m app.admin schemas"
+    assert admin.write_schemas(admin.SCHEMA_DIR, check=True) == 0, "run: python -m app admin schemas"
     outputs = {s.name for s in topics.ALL if s.value is not None and not s.internal}
     files = {p.name for p in admin.SCHEMA_DIR.glob("*.json")}
     assert files == {f"{n}.value.schema.json" for n in outputs}
@@ -181,3 +182,34 @@ def test_compose__referenced_files_exist():
     upstreams = re.findall(r"server (\w+):(\d+)", (ROOT / "deploy" / "nginx.conf").read_text())
     services = _compose()["services"]
     assert upstreams and all(host in services for host, _ in upstreams)
+
+
+def test_compat__the_pinned_library_versions_are_the_ones_the_patches_were_verified_against():
+    import re
+
+    from app import compat
+
+    pins = dict(re.findall(r'"(faust-streaming|aiokafka)==([^"]+)"', (ROOT / "pyproject.toml").read_text()))
+    assert {name: (version,) for name, version in pins.items()} == compat.VERIFIED
+    assert compat.unverified() == []  # this environment runs what was verified: no start-up warning
+
+
+def test_compat__a_patch_installs_once_and_keeps_the_original_reachable():
+    from app import compat
+
+    class Library:
+        def call(self):
+            return "original"
+
+    def make(original):
+        def call(self):
+            return "patched " + original(self)
+        return call
+
+    assert compat.patch(Library, "call", make, "test") is True
+    assert compat.patch(Library, "call", make, "test") is False  # a second install is a no-op
+    assert Library().call() == "patched original"
+
+
+def test_settings_doc__the_committed_table_is_generated_from_the_settings_fields():
+    assert admin.write_settings_doc(check=True) == 0, "run: python -m app admin settings"

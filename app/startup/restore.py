@@ -26,14 +26,13 @@ from typing import Any
 import faust
 import rocksdict
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from faust.stores.rocksdb import Store as RocksDBStore
 
-from app import end_offsets
+from app.compat import end_offsets, internals
 
 logger = logging.getLogger(__name__)
 
 _FETCH_RECORDS = 20_000
-OFFSET_KEY = RocksDBStore.offset_key  # where Faust keeps the last changelog offset applied to a partition's DB
+OFFSET_KEY = internals.OFFSET_KEY
 
 
 @dataclass
@@ -56,9 +55,8 @@ async def restore(tables: list[faust.TableT], client_kwargs: dict[str, Any], *, 
             topic = table.changelog_topic.get_topic_name()
             if topic not in existing:
                 continue
-            store = table.data  # Faust's RocksDB store for this table: its paths and options
             for p in sorted(consumer.partitions_for_topic(topic) or ()):
-                dbs[TopicPartition(topic, p)] = _open(store, p)
+                dbs[TopicPartition(topic, p)] = internals.open_partition_db(table, p)
         out.partitions = len(dbs)
         if dbs:
             out.records = await _restore(consumer, client_kwargs, dbs, OFFSET_KEY, verify_end_offsets)
@@ -68,12 +66,6 @@ async def restore(tables: list[faust.TableT], client_kwargs: dict[str, Any], *, 
         await consumer.stop()
     out.seconds = time.monotonic() - started
     return out
-
-
-def _open(store, partition: int) -> rocksdict.Rdict:
-    path = store.partition_path(partition)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return store.rocksdb_options.open(path)
 
 
 def _marker(db: rocksdict.Rdict, offset_key: bytes) -> int | None:

@@ -1,7 +1,8 @@
 """Operator commands over the topic registry:
 
-    python -m app.admin create-topics [--dry-run]   # create every topic with its partitions and cleanup policy
-    python -m app.admin schemas [--check] [--out DIR] # JSON Schema of every output topic's value (topics/schemas)
+    python -m app admin create-topics [--dry-run]   # create every topic with its partitions and cleanup policy
+    python -m app admin schemas [--check] [--out DIR] # JSON Schema of every output topic's value (topics/schemas)
+    python -m app admin settings [--check]            # docs/settings.md from the Settings fields' descriptions
 
 Workers also declare their topics at start; `create-topics` is for clusters where topics are provisioned ahead
 (or the workers' principal may not create them). Table changelogs are included: they must be compacted.
@@ -19,6 +20,7 @@ import topics
 from app.settings import Settings, get_settings
 
 SCHEMA_DIR = Path(topics.__file__).resolve().parent / "schemas"
+SETTINGS_DOC = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
 TABLES = ("cards", "entries", "customers")  # app.main declares them; their changelogs are named by Faust's rule below
 
 
@@ -97,6 +99,41 @@ def _open(node):
     return node
 
 
+def settings_doc() -> str:
+    """The settings table, from the `Settings` fields (names, defaults, descriptions): the one description."""
+    from pydantic import SecretStr
+
+    from app.settings import Settings
+
+    lines = ["# Settings", "",
+             "Environment variables (or a `.env` file), read once in `app/settings.py`. Generated from the",
+             "`Settings` fields by `python -m app admin settings`; a test fails when this file is stale.", "",
+             "| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default_factory() if field.default_factory is not None else field.default
+        if default is None or default == "":
+            shown = "(none)" if default is None else "(empty)"
+        elif isinstance(default, SecretStr):
+            shown = "(secret)"
+        else:
+            shown = f"`{default if not isinstance(default, bool) else str(default).lower()}`"
+        lines.append(f"| `{name.upper()}` | {shown} | {field.description} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_settings_doc(check: bool, path: Path = SETTINGS_DOC) -> int:
+    text = settings_doc()
+    if check:
+        if not path.exists() or path.read_text() != text:
+            print(f"stale {path} (run `python -m app admin settings`)", file=sys.stderr)
+            return 1
+        return 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    print(f"wrote {path}")
+    return 0
+
+
 def _render(schema: dict) -> str:
     return json.dumps(schema, indent=2, sort_keys=False) + "\n"
 
@@ -114,25 +151,29 @@ def write_schemas(out_dir: Path, check: bool) -> int:
             path.write_text(text)
             print(f"wrote {path}")
     if stale:
-        print(f"stale schemas (run `python -m app.admin schemas`): {', '.join(stale)}", file=sys.stderr)
+        print(f"stale schemas (run `python -m app admin schemas`): {', '.join(stale)}", file=sys.stderr)
         return 1
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app.admin", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m app admin", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     create = sub.add_parser("create-topics", help="create missing topics from the registry")
     create.add_argument("--dry-run", action="store_true")
     sch = sub.add_parser("schemas", help="write (or --check) the output topics' JSON Schemas")
     sch.add_argument("--out", type=Path, default=SCHEMA_DIR)
     sch.add_argument("--check", action="store_true")
+    sett = sub.add_parser("settings", help="write (or --check) docs/settings.md from the Settings fields")
+    sett.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
     if args.command == "create-topics":
         lines = asyncio.run(create_topics(get_settings(), args.dry_run))
         for line in lines:
             print(line)
         return 1 if any(line.startswith("failed") for line in lines) else 0
+    if args.command == "settings":
+        return write_settings_doc(args.check)
     return write_schemas(args.out, args.check)
 
 

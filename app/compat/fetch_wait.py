@@ -7,17 +7,18 @@ Our pipeline has three consuming stages in a row, so with Faust's value every de
 """
 from __future__ import annotations
 
+from app.compat import patch
+
 
 def install(fetch_max_wait_ms: int) -> None:
     from faust.transport.drivers import aiokafka as driver
 
-    thread_cls = driver.AIOKafkaConsumerThread
-    original = getattr(thread_cls._create_worker_consumer, "_original", thread_cls._create_worker_consumer)
+    def make(original):
+        def _create_worker_consumer(self, transport):
+            consumer = original(self, transport)
+            consumer._fetch_max_wait_ms = fetch_max_wait_ms  # read when the consumer starts its fetcher
+            return consumer
+        return _create_worker_consumer
 
-    def _create_worker_consumer(self, transport):
-        consumer = original(self, transport)
-        consumer._fetch_max_wait_ms = fetch_max_wait_ms  # read when the consumer starts its fetcher
-        return consumer
-
-    _create_worker_consumer._original = original
-    thread_cls._create_worker_consumer = _create_worker_consumer
+    patch(driver.AIOKafkaConsumerThread, "_create_worker_consumer", make,
+          f"worker consumer's fetch wait {fetch_max_wait_ms} ms")

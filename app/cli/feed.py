@@ -1,7 +1,7 @@
 """Send webhook deliveries: the bundled samples by default, or given JSON files.
 
-    python -m app.feed [--bootstrap HOST:PORT] [FILE[:EVENT_TYPE] ...]    # produce to `voucherify-webhooks`
-    python -m app.feed --http http://127.0.0.1:6066 [FILE[:EVENT_TYPE] ...]  # POST, as Voucherify does
+    python -m app feed [--bootstrap HOST:PORT] [FILE[:EVENT_TYPE] ...]    # produce to `voucherify-webhooks`
+    python -m app feed --http http://127.0.0.1:6066 [FILE[:EVENT_TYPE] ...]  # POST, as Voucherify does
 
 A file is sent as a raw payload with its event type in the `event-type` header (taken from `:EVENT_TYPE`, or for
 the bundled samples from their names), or as-is if it is a v2024-01-01 envelope. Over HTTP the type goes in
@@ -24,7 +24,7 @@ from app.logic import intake
 from app.logic.decode import Accepted, decode
 from app.settings import get_settings
 
-SAMPLES = Path(__file__).parent / "samples"
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"  # app/samples: the one copy
 SAMPLE_TYPES = {
     "pending_points_added.json": "voucher.loyalty_card.pending_points.added",
     "pending_points_activated.json": "voucher.loyalty_card.pending_points.activated",

@@ -17,6 +17,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from app.compat import patch
+
 logger = logging.getLogger(__name__)
 
 _PROBE_IDLE_MS = 150  # no records for this long (several fetch rounds of _PROBE_FETCH_WAIT_MS) ends the probe
@@ -62,16 +64,12 @@ def install(client_kwargs: Callable[[], dict[str, Any]]) -> None:
     """Make Faust's recovery highwaters exact (idempotent)."""
     from faust.transport.drivers import aiokafka as driver
 
-    thread_cls = driver.AIOKafkaConsumerThread
-    if getattr(thread_cls._highwaters, "_exact", False):
-        return
-    original = thread_cls._highwaters
+    def make(original):
+        async def _highwaters(self, partitions):
+            reported = await original(self, partitions)
+            if self.consumer.in_transaction:
+                return reported
+            return await true_end_offsets(client_kwargs(), reported)
+        return _highwaters
 
-    async def _highwaters(self, partitions):
-        reported = await original(self, partitions)
-        if self.consumer.in_transaction:
-            return reported
-        return await true_end_offsets(client_kwargs(), reported)
-
-    _highwaters._exact = True
-    thread_cls._highwaters = _highwaters
+    patch(driver.AIOKafkaConsumerThread, "_highwaters", make, "recovery reads changelogs to their true end")

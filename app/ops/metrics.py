@@ -1,7 +1,7 @@
 """This worker's Prometheus metrics: one registry, every series declared here.
 
 Counters and histograms are updated by the agents and the webhook view; lag, recovery progress and table sizes
-are read from Faust when scraped (`collect_state`), so they cost nothing between scrapes.
+are read from Faust when scraped (`register_state`), so they cost nothing between scrapes.
 """
 from __future__ import annotations
 
@@ -71,6 +71,10 @@ def stage_done(stage: str, timestamps: Iterable[float]) -> None:
     child, now = _child(PROCESSING_SECONDS, stage), time.time()
     for ts in timestamps:
         child.observe(max(now - ts, 0.0))
+
+
+def webhook_request(status: str, outcome: str) -> None:
+    _child(WEBHOOK_REQUESTS, status, outcome).inc()
 
 
 def change(table: str, kind: str) -> None:

@@ -4,13 +4,12 @@ Read from Faust's consumer, recovery service and RocksDB stores on demand (views
 """
 from __future__ import annotations
 
-import logging
 
 import faust
 
+from app.compat import internals
 from app.main import app, cards_table, customers_table, entries_table, webhooks_topic, events_topic, card_updates_topic
 
-logger = logging.getLogger(__name__)
 
 TABLES: tuple[faust.TableT, ...] = (cards_table, entries_table, customers_table)
 SOURCE_TOPICS = (webhooks_topic, events_topic, card_updates_topic)
@@ -40,9 +39,7 @@ def consumer_lag() -> list[tuple[list[str], float]]:
             continue
         if highwater is None:
             continue
-        read = consumer._read_offset.get(tp)
-        committed = consumer._committed_offset.get(tp)
-        position = read + 1 if read is not None else committed if committed is not None else 0
+        position = internals.consumer_position(consumer, tp)
         rows.append(([tp.topic, str(tp.partition)], float(max(highwater - position, 0))))
     return rows
 
@@ -54,7 +51,7 @@ def table_keys() -> list[tuple[list[str], float]]:
     for table in TABLES:
         changelog = table.changelog_topic.get_topic_name()
         counts = {"active": 0, "standby": 0}
-        for partition, db in list(getattr(table.data, "_dbs", {}).items()):
+        for partition, db in internals.partition_dbs(table).items():
             role = "active" if faust.types.TP(changelog, partition) in actives else "standby"
             try:
                 counts[role] += db.property_int_value("rocksdb.estimate-num-keys") or 0

@@ -12,7 +12,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.embedded_broker import free_port
+from devtools.embedded_broker import free_port
 
 
 
@@ -107,3 +107,24 @@ class Worker:
             return self.log_path.read_text(errors="replace")[-n:]
         except OSError:
             return "(no log)"
+
+
+def scrape(worker) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """GET /metrics parsed: (sample name, sorted labels) -> value."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(worker.url + "/metrics", timeout=5) as resp:
+        assert resp.headers["Content-Type"].startswith("text/plain")
+        text = resp.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def metric_sum(samples: dict, name: str, **labels: str) -> float:
+    """Sum of the samples named `name` whose labels include `labels`."""
+    return sum(v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= set(ls))

@@ -1,4 +1,4 @@
-"""A realistic delivery log generated from a known truth (used by the tests, the benchmark and `app.feed`).
+"""A realistic delivery log generated from a known truth (used by the tests and the benchmarks).
 
 The generator decides each entry's lifecycle first (the truth), then renders every lifecycle event as one or more
 deliveries in the forms Voucherify uses (project webhook envelope, distribution envelope, raw payload with an

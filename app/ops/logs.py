@@ -27,6 +27,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
+def configure_early(log_format: str, level: str) -> None:
+    """Logging for the start-up steps that run before Faust configures it, in the same format."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if log_format == "json" else
+                         logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
 def logging_config(log_format: str, level: str) -> dict | None:
     """A `logging.config.dictConfig` for Faust's `logging_config` setting (None: Faust's default)."""
     if log_format != "json":

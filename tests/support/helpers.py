@@ -4,7 +4,9 @@ from __future__ import annotations
 import json
 
 import topics
-from tests.support import kafka, scenario
+from devtools import kafka
+from devtools.workers import metric_sum, scrape  # noqa: F401  (the tests read /metrics through here)
+from tests.support import scenario
 
 
 def customer_records(records) -> dict[str, dict]:
@@ -75,27 +77,6 @@ def wait_views(worker, expected: dict[str, dict], timeout: float) -> float:
                     f"{len(pending)} customers still wrong after {timeout}s; last answer {str(last)[:300]}")
             time.sleep(0.1)
     return time.monotonic() - start
-
-
-def scrape(worker) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """GET /metrics parsed: (sample name, sorted labels) -> value."""
-    import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(worker.url + "/metrics", timeout=5) as resp:
-        assert resp.headers["Content-Type"].startswith("text/plain")
-        text = resp.read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def metric_sum(samples: dict, name: str, **labels: str) -> float:
-    """Sum of the samples named `name` whose labels include `labels`."""
-    return sum(v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= set(ls))
 
 
 def wait_until(probe, *, timeout: float, what: str, interval: float = 0.2):

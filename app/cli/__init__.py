@@ -1,0 +1,1 @@
+"""Operator command lines (`python -m app <command>`)."""

@@ -1,0 +1,79 @@
+"""Accessors for faust-streaming / aiokafka internals the service reads or drives (no patches here).
+
+Each one is a private attribute or undocumented method: kept here, named for what we use it for, so an upgrade
+breaks in one place. Rows in README.md here.
+"""
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import faust
+import rocksdict
+from faust import streams
+from faust.stores.rocksdb import Store as RocksDBStore
+
+# --- streams (agents/batches.py) -----------------------------------------------------------------------------
+
+
+def add_passive_processor(stream: faust.StreamT, processor) -> None:
+    """Run `processor` on every record while the stream drains in the background (like `Stream.take_events`)."""
+    stream.add_processor(processor)
+    stream._enable_passive(aiter(stream.channel))
+
+
+def remove_processor(stream: faust.StreamT, processor) -> None:
+    stream._processors.remove(processor)
+
+
+def make_current(event: faust.EventT) -> None:
+    """Make `event` the current event: Faust routes table writes (changelog and RocksDB partition) by it."""
+    streams._current_event.set(weakref.ref(event))
+
+
+# --- tables (views/vouchers.py, ops/health.py, startup/restore.py) -------------------------------------------
+
+OFFSET_KEY: bytes = RocksDBStore.offset_key  # where Faust keeps the last changelog offset applied to a partition
+
+
+def partition_dbs(table: faust.TableT) -> dict[int, rocksdict.Rdict]:
+    """This worker's open RocksDB databases of a table, by partition (Faust's store has no range reads)."""
+    return dict(getattr(table.data, "_dbs", {}))
+
+
+def open_partition_db(table: faust.TableT, partition: int) -> rocksdict.Rdict:
+    """A table partition's RocksDB, at Faust's path with Faust's options (before Faust opens it)."""
+    store = table.data
+    path = store.partition_path(partition)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return store.rocksdb_options.open(path)
+
+
+def buffered_writes(producer: Any) -> int:
+    """Records waiting in Faust's producer buffer (its changelog writes), not yet handed to aiokafka."""
+    return producer.buffer.size
+
+
+async def flush_buffer(producer: Any) -> None:
+    """Faust's buffer flush: returns when the buffer is empty, or after a 0.1 s stall with records still in it."""
+    await producer.buffer.flush()
+
+
+# --- consumer and producer (ops/health.py, views/routing.py, agents/publish.py) -------------------------------------------------
+
+
+def consumer_position(consumer: Any, tp) -> int:
+    """The next offset this worker will hand to its streams: after the last read, else the last commit, else 0."""
+    read = consumer._read_offset.get(tp)
+    committed = consumer._committed_offset.get(tp)
+    return read + 1 if read is not None else committed if committed is not None else 0
+
+
+async def wait_on_metadata(app: faust.App, topic: str) -> bool:
+    """Make the producer's client fetch metadata for `topic`; False if it already had it."""
+    client = app.producer._ensure_producer().client  # the aiokafka client behind Faust's producer
+    if client.cluster.partitions_for_topic(topic) is not None:
+        return False
+    client.add_topic(topic)
+    await client._wait_on_metadata(topic)
+    return True

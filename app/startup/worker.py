@@ -1,0 +1,54 @@
+"""`python -m app worker …`: the start-up steps, then Faust's CLI with every agent and view registered."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from app import compat
+from app.cli import admin
+from app.ops import logs
+from app.startup import restore
+from app.startup.broker_wait import wait_for_broker
+from app.main import app, cards_table, customers_table, entries_table, settings
+from app.agents import cards, customers, ingest  # noqa: F401  (registers agents)
+from app.views import customers as customer_views, health, metrics, stats, vouchers, webhooks  # noqa: F401
+
+
+def _create_topics() -> None:
+    """Create every registry topic that is missing, with its partitions and configs, before Faust starts. Faust
+    declares only the topics agents read (and the changelogs, with the tables' configs: left to it, since a worker
+    whose changelogs were created here hung on SIGTERM against the embedded broker); the output topics (written
+    straight to the producer) would otherwise be auto-created by the broker with its defaults: not compacted, and
+    without our record limit. A principal that may not create topics gets a warning (provision them with
+    `python -m app admin create-topics`, which creates the changelogs too)."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)  # the loop Faust picks up (restore.run sets its own, the same way)
+    try:
+        lines = loop.run_until_complete(admin.create_topics(settings, changelogs=False))
+        created = [line for line in lines if line.startswith("create")]
+        failed = [line for line in lines if line.startswith("failed")]
+        if created:
+            logging.getLogger(__name__).info("created %d topics:\n%s", len(created), "\n".join(created))
+        if failed:
+            logging.getLogger(__name__).warning("could not create %d topics (provision them with `python -m "
+                                                "app admin create-topics`):\n%s", len(failed), "\n".join(failed))
+    except Exception as exc:
+        logging.getLogger(__name__).warning("could not create missing topics (%r): provision them with "
+                                            "`python -m app admin create-topics`", exc)
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    if "worker" in argv:
+        if not any(a in ("-l", "--loglevel") or a.startswith("--loglevel=") for a in argv):
+            sys.argv[1:] = ["--loglevel", settings.log_level, *argv]  # LOG_LEVEL, unless given on the command line
+        logs.configure_early(settings.log_format, settings.log_level)
+        compat.check_versions()
+        webhooks.log_mode()
+        wait_for_broker(settings.kafka_client_kwargs(), settings.broker_wait_s)
+        _create_topics()
+        if settings.bulk_restore:
+            restore.run([cards_table, entries_table, customers_table], settings.kafka_client_kwargs(),
+                        verify_end_offsets=settings.kafka_verify_end_offsets)
+    app.main()
