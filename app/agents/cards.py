@@ -1,9 +1,9 @@
 """Agent `cards`: fold normalized events into entry rows and the card aggregate; publish summaries, joins, entries."""
 from __future__ import annotations
 
-from app.ops import metrics
 from app.agents.batches import by_key, loaded, take
 from app.agents.publish import publish
+from app.compat import internals
 from app.logic import cards
 from app.main import (
     activations_topic, app, card_updates_topic, cards_table, entries_table, entries_topic, events_topic, project_tz,
@@ -11,6 +11,7 @@ from app.main import (
 )
 from app.models import codec
 from app.models.records import EntryRecord, NormalizedEvent
+from app.ops import metrics
 
 RETIRE_AFTER = settings.retire_after
 
@@ -26,49 +27,38 @@ async def process_cards(stream):
 
 async def _card(key: bytes, group) -> None:
     voucher_id = key.decode()
-    loaded_ = cards.load_for_batch(
-        cards_table.get(key), group[0][1].message.offset, lambda: cards_table.get(cards.legacy_key(voucher_id)),
-        lambda eid: entries_table.get(cards.entry_key(voucher_id, eid)) is not None, RETIRE_AFTER)
-    card, upgraded, legacy_doc = loaded_.card, loaded_.rows, loaded_.legacy_doc
 
     def row(entry_id: str) -> EntryRecord | None:
-        if entry_id in upgraded:
-            return upgraded[entry_id]
         value = entries_table.get(cards.entry_key(voucher_id, entry_id))
         return codec.load(EntryRecord, value) if value is not None else None
 
-    res = cards.apply_batch(card, [(ev, event.message.offset) for ev, event in group], row, project_tz,
-                            RETIRE_AFTER)
-    out = res.outputs
-    ts = group[-1][1].message.timestamp  # the newest delivery's, carried along (see ingest)
+    def side_row(seq: int) -> EntryRecord | None:  # a converted entry's copy
+        value = cards_table.get(cards.legacy_key(voucher_id, seq))
+        return codec.load(EntryRecord, value) if value is not None else None
+
+    last = group[-1][1].message
+    plan = cards.plan_batch(cards_table.get(key), [(ev, event.message.offset) for ev, event in group], row,
+                            side_row, internals.committed_offset(app.consumer, last.tp), project_tz, RETIRE_AFTER)
+    out = plan.outputs
     for summary in out.summaries:  # re-key: voucher -> customer
-        await publish(card_updates_topic, summary.customer_id.encode(), codec.dump(summary), timestamp=ts)
+        await publish(card_updates_topic, summary.customer_id.encode(), codec.dump(summary), timestamp=last.timestamp)
     for joined in out.activations:
         await publish(activations_topic, joined.pending_points_id.encode(), codec.dump(joined))
     for entry in out.entries:
         await publish(entries_topic, entry.pending_points_id.encode(), codec.dump(entry))
-    # State is written after the outputs are queued. Entry rows first, the aggregate last; any subset of these
-    # writes surviving a crash is safe (logic/cards.py), a replay writes them again so the changelogs surely
-    # have them. A card in the old whole-card format is converted here: its document is kept under its side key
-    # (before the aggregate, same changelog partition) and all its rows are written once.
-    if legacy_doc is not None:
-        cards_table[cards.legacy_key(voucher_id)] = legacy_doc
+    # State is written after the outputs are queued, in the plan's order: converted-entry copies, entry rows, the
+    # aggregate last. Any subset of these writes surviving a crash is safe (logic/cards.py); a replay writes them
+    # again so the changelogs surely have them.
+    for seq, rec in plan.side_puts.items():
+        cards_table[cards.legacy_key(voucher_id, seq)] = codec.dump(rec)
+    for seq in plan.side_deletes:  # a tombstone even when the key is already gone locally
+        del cards_table[cards.legacy_key(voucher_id, seq)]
+    for rec, index in plan.rows:
+        entries_table[cards.entry_key(voucher_id, rec.entry.id)] = codec.dump(rec)
+        if index:
+            entries_table[cards.index_key(voucher_id, rec.seq, rec.entry.id)] = b""
+    if plan.card is not None:
+        cards_table[key] = codec.dump(plan.card)
     if out.frozen:
         metrics.change("entries", "retired_changed")
-    for entry_id, rec in upgraded.items():
-        if entry_id not in res.rows:
-            _write_row(voucher_id, rec, index=True)
-    indexed = set(res.indexed)
-    for entry_id, rec in res.rows.items():
-        _write_row(voucher_id, rec, index=entry_id in indexed or entry_id in upgraded)
-    if res.changed or upgraded:
-        cards_table[key] = codec.dump(res.card)
-        metrics.change("cards", "replay" if out.replay else "changed")
-    else:
-        metrics.change("cards", "unchanged")
-
-
-def _write_row(voucher_id: str, rec: EntryRecord, *, index: bool) -> None:
-    entries_table[cards.entry_key(voucher_id, rec.entry.id)] = codec.dump(rec)
-    if index:
-        entries_table[cards.index_key(voucher_id, rec.seq, rec.entry.id)] = b""
+    metrics.change("cards", plan.kind)

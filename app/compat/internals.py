@@ -6,6 +6,7 @@ breaks in one place. Rows in README.md here.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -54,12 +55,36 @@ def buffered_writes(producer: Any) -> int:
     return producer.buffer.size
 
 
+def count_buffer_handovers(producer: Any) -> Callable[[], int]:
+    """Count the writes Faust's buffer has taken off its queue and not yet handed to aiokafka (its `send` may
+    wait for room in a batch): returns a function giving that count. Install before the producer starts (its
+    buffer task binds `_send_pending` when it starts)."""
+    buffer = producer.buffer
+    original = buffer._send_pending
+    count = [0]
+
+    async def _send_pending(fut):
+        count[0] += 1
+        try:
+            return await original(fut)
+        finally:
+            count[0] -= 1
+
+    buffer._send_pending = _send_pending
+    return lambda: count[0]
+
+
 async def flush_buffer(producer: Any) -> None:
     """Faust's buffer flush: returns when the buffer is empty, or after a 0.1 s stall with records still in it."""
     await producer.buffer.flush()
 
 
 # --- consumer and producer (ops/health.py, views/routing.py, agents/publish.py) -------------------------------------------------
+
+
+def committed_offset(consumer: Any, tp) -> int | None:
+    """The input partition's offset last committed by this worker (None if unknown)."""
+    return consumer._committed_offset.get(tp)
 
 
 def consumer_position(consumer: Any, tp) -> int:

@@ -52,7 +52,7 @@ from app.models.records import (
 MAX_FORMER_OWNERS = 8
 ENTRY_SEP = b"\x00"  # entries table: voucher id NUL entry id -> EntryRecord
 INDEX_SEP = b"\x01"  # entries table: voucher id SOH (2^63 - 1 - seq, 8 bytes) entry id -> b"" (newest first)
-LEGACY_SEP = b"\x02"  # cards table: voucher id STX -> the card's whole-card document, if it was converted from one
+LEGACY_SEP = b"\x02"  # cards table: voucher id STX seq (8 bytes) -> an entry as converted from a whole-card document
 _SEQ_TOP = (1 << 63) - 1
 
 RowLoader = Callable[[str], "EntryRecord | None"]
@@ -62,8 +62,12 @@ def entry_key(voucher_id: str, entry_id: str) -> bytes:
     return voucher_id.encode() + ENTRY_SEP + entry_id.encode()
 
 
-def legacy_key(voucher_id: str) -> bytes:
+def legacy_prefix(voucher_id: str) -> bytes:
     return voucher_id.encode() + LEGACY_SEP
+
+
+def legacy_key(voucher_id: str, seq: int) -> bytes:
+    return legacy_prefix(voucher_id) + seq.to_bytes(8, "big")
 
 
 def index_prefix(voucher_id: str) -> bytes:
@@ -161,7 +165,7 @@ class _Card:
         self.live = dict(agg.live)
         self.retired = [agg.retired_activated, agg.retired_canceled, agg.retired_entries]
         self.clock = agg.clock
-        self.legacy = agg.legacy
+        self.legacy = (agg.legacy_entries, agg.legacy_upto, agg.legacy_cleaned_upto)
         self.owner_changed = False
 
     def freeze(self) -> CardAgg:
@@ -169,7 +173,8 @@ class _Card:
                        snapshot=self.snapshot, version=self.version, last_offset=self.last_offset,
                        next_seq=self.next_seq, live=self.live, retired_activated=self.retired[0],
                        retired_canceled=self.retired[1], retired_entries=self.retired[2], clock=self.clock,
-                       legacy=self.legacy)
+                       legacy_entries=self.legacy[0], legacy_upto=self.legacy[1],
+                       legacy_cleaned_upto=self.legacy[2])
 
     def absorb_card_facts(self, event: NormalizedEvent) -> bool:
         """Owner, snapshot and clock from one event; True if anything changed."""
@@ -418,12 +423,15 @@ def view(card: CardAgg, page: Sequence[EntryRecord], next_after: str | None) -> 
 # --- the format before entry rows ----------------------------------------------------------------------------
 #
 # Converting a card writes all its entry rows (entries changelog) and the aggregate (cards changelog) in one
-# batch: a crash may keep the aggregate and lose rows, and nothing in the aggregate could rebuild them. So the
-# old document is written first under the card's side key, in the cards table (same changelog partition as the
-# aggregate, written before it: if the aggregate survived, so did the document), and the aggregate says
-# `legacy`. A crash that lost rows is followed by a replay of that batch; on a replay of a legacy card the rows
-# missing from the entries table are rebuilt from the document (`load_for_batch`). The document
-# is never rewritten: it costs its old size once, not per event.
+# batch: a crash may keep the aggregate and lose rows, and nothing in the aggregate could rebuild them. So each
+# converted entry is first copied into the cards table under `voucher id STX seq` (same changelog partition as
+# the aggregate, written before it: if the aggregate survived, so did the copies; each copy is one entry's size,
+# so a card whose document was too large for one record converts fine), and the aggregate records how many
+# (`legacy_entries`) and `legacy_upto`, the last input offset of that batch. A batch that starts at or below it
+# may follow a crash that lost rows: the converted rows are written again (the local row, or the copy where it
+# is missing), and so are the copies, like everything a replay writes. Once the input past `legacy_upto` is committed, the
+# conversion's writes are all on the broker (Faust flushes before it commits): the copies are deleted, and
+# deleted again (blind deletes, by seq) by any batch that starts at or before the one that deleted them.
 
 
 def upgrade(old: CardState, retire_after: dt.timedelta) -> tuple[CardAgg, dict[str, EntryRecord]]:
@@ -448,7 +456,7 @@ def upgrade(old: CardState, retire_after: dt.timedelta) -> tuple[CardAgg, dict[s
     agg = CardAgg(voucher_id=old.voucher_id, owner=old.owner, snapshot=old.snapshot, version=old.version,
                   last_offset=old.last_offset, next_seq=len(ordered),
                   live={r.entry.id: contribution(r.seq, r.entry) for r in rows.values()},
-                  clock=max(stamps) if stamps else None, legacy=True)
+                  clock=max(stamps) if stamps else None)
     work = _Card(agg)
     work.retire(retire_after)
     return work.freeze(), rows
@@ -468,26 +476,48 @@ def load(raw: bytes, retire_after: dt.timedelta) -> tuple[CardAgg, dict[str, Ent
 
 
 @dataclass(slots=True)
-class Loaded:
-    card: CardAgg | None
-    rows: dict[str, EntryRecord]  # rows to write before the batch's own (and to read instead of the table's)
-    legacy_doc: bytes | None  # to write under the card's side key before the aggregate (converted, or a replay)
+class Plan:
+    """Everything one batch of one card writes, in the order it must be written (after its outputs)."""
+
+    side_puts: dict[int, EntryRecord]  # cards table, legacy_key by seq: copies of converted entries (first)
+    side_deletes: list[int]  # cards table, legacy_key by seq: copies no longer needed
+    rows: list[tuple[EntryRecord, bool]]  # entries table: (row, write its index key too)
+    card: CardAgg | None  # cards table, voucher id: the aggregate (last), None if unchanged
+    outputs: CardOutputs
+    kind: str  # "changed", "replay" or "unchanged" (metrics)
 
 
-def load_for_batch(raw: bytes | None, first_offset: int, side_doc: Callable[[], bytes | None],
-                   has_row: Callable[[str], bool], retire_after: dt.timedelta) -> Loaded:
-    """The card as a batch starting at `first_offset` sees it. A card still in the old format is converted; a
-    converted card whose batch reprocesses records it already absorbed (the conversion's rows may have been lost
-    in a crash) gets back the rows missing from the entries table, from its side document."""
-    if raw is None:
-        return Loaded(None, {}, None)
-    card, rows = load(raw, retire_after)
-    if rows:
-        return Loaded(card, rows, raw)
-    if card.legacy and first_offset <= card.last_offset:
-        doc = side_doc()
-        if doc is not None:
-            _, rebuilt = load(doc, retire_after)
-            # written again too, like everything a replay rewrites: local state may be the only copy of it
-            return Loaded(card, {eid: r for eid, r in rebuilt.items() if not has_row(eid)}, doc)
-    return Loaded(card, {}, None)
+def plan_batch(raw: bytes | None, items: Sequence[tuple[NormalizedEvent, int]], rows: RowLoader,
+               side_row: Callable[[int], EntryRecord | None], committed: int | None, tz: ZoneInfo,
+               retire_after: dt.timedelta) -> Plan:
+    """One card's batch from its `cards` value as stored (`raw`), in any format. `rows(entry_id)` reads an entry
+    row, `side_row(seq)` a converted entry's copy, `committed` is the input partition's committed offset (None if
+    unknown)."""
+    first, last = items[0][1], items[-1][1]
+    card, upgraded = load(raw, retire_after) if raw is not None else (None, {})
+    side_puts: dict[int, EntryRecord] = {}
+    side_deletes: list[int] = []
+    legacy = (card.legacy_entries, card.legacy_upto, card.legacy_cleaned_upto) if card is not None else (0, None, None)
+    n, upto, cleaned = legacy
+    if upgraded:  # converted now
+        side_puts = {r.seq: r for r in upgraded.values()}
+        n, upto, cleaned = len(upgraded), last, None
+    elif upto is not None:
+        if first <= upto:  # may follow a crash that lost the conversion's rows
+            side_puts = {seq: r for seq in range(n) if (r := side_row(seq)) is not None}
+            # every converted row is written again: the local one if any (it may exist only locally), else the copy
+            upgraded = {r.entry.id: rows(r.entry.id) or r for r in side_puts.values()}
+            upto = max(upto, last)
+        elif committed is not None and committed > upto:  # the conversion is on the broker: drop the copies
+            side_deletes, upto, cleaned = list(range(n)), None, last
+    elif cleaned is not None and first <= cleaned:  # a replay of the batch that dropped them: drop them again
+        side_deletes, cleaned = list(range(n)), max(cleaned, last)
+    res = apply_batch(card, items, lambda eid: upgraded.get(eid) or rows(eid), tz, retire_after)
+    out_rows = [(rec, True) for eid, rec in upgraded.items() if eid not in res.rows]
+    out_rows += [(rec, eid in res.indexed or eid in upgraded) for eid, rec in res.rows.items()]
+    new = res.card
+    if (new.legacy_entries, new.legacy_upto, new.legacy_cleaned_upto) != (n, upto, cleaned):
+        new = new.model_copy(update={"legacy_entries": n, "legacy_upto": upto, "legacy_cleaned_upto": cleaned})
+    write = res.changed or bool(upgraded) or bool(side_deletes) or new is not res.card  # with its side writes
+    kind = "replay" if res.outputs.replay else "changed" if write else "unchanged"
+    return Plan(side_puts, side_deletes, out_rows, new if write else None, res.outputs, kind)

@@ -140,7 +140,12 @@ class CardAgg(_Strict):
     retired_canceled: int = 0
     retired_entries: int = 0
     clock: dt.datetime | None = None  # newest event time seen on the card (drives retirement; `updated_at`)
-    legacy: bool = False  # converted from a whole-card document, kept under its side key (logic/cards.py)
+    # Converted from a whole-card document (logic/cards.py, "the format before entry rows"): its entries' copies
+    # (cards table, `voucher id STX seq`, seq < legacy_entries) are kept until the input up to `legacy_upto` is
+    # committed; then deleted, and deleted again by any batch that starts at or before `legacy_cleaned_upto`.
+    legacy_entries: int = 0
+    legacy_upto: int | None = None
+    legacy_cleaned_upto: int | None = None
 
 
 class EntryRecord(_Strict):
