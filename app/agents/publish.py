@@ -70,6 +70,7 @@ class _SendErrors(faust.Sensor):
 
 def _guarded(producer):
     send, flush = producer.send, producer.flush
+    handing_over = internals.count_buffer_handovers(producer)
 
     async def guarded_send(*args, **kwargs):
         try:
@@ -80,13 +81,19 @@ def _guarded(producer):
 
     async def guarded_flush() -> None:
         # Faust's changelog writes wait in its producer buffer; its flush gives up when the buffer stalls for
-        # 0.1 s and lets the commit go ahead of writes not yet sent. Drain it for real (or refuse to commit).
-        deadline = asyncio.get_running_loop().time() + FLUSH_DRAIN_S
-        while internals.buffered_writes(producer) and not _refused:
-            if asyncio.get_running_loop().time() > deadline:
-                raise RecordRefused(f"not committing offsets: {internals.buffered_writes(producer)} changelog "
-                                    f"writes still unsent after {FLUSH_DRAIN_S:.0f} s")
-            await internals.flush_buffer(producer)
+        # 0.1 s, and a write taken off the buffer may still be waiting for room in aiokafka's batch (the buffer
+        # says 0 then): either way the commit would go ahead of writes not yet sent. Wait until every write is
+        # in aiokafka's hands (or refuse to commit), then let aiokafka flush them.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FLUSH_DRAIN_S
+        while (internals.buffered_writes(producer) or handing_over()) and not _refused:
+            if loop.time() > deadline:
+                raise RecordRefused(f"not committing offsets: changelog writes still unsent after "
+                                    f"{FLUSH_DRAIN_S:.0f} s")
+            if internals.buffered_writes(producer):
+                await internals.flush_buffer(producer)
+            else:
+                await asyncio.sleep(0.001)  # a write being handed to aiokafka: no event to wait on
         await flush()
         if _refused:  # Faust commits right after this returns: make it not
             raise RecordRefused(f"not committing offsets: a record was refused ({_refused[0]!r})")

@@ -45,6 +45,9 @@ class _Buffer:
     def __init__(self, size: int):
         self.size = size
 
+    async def _send_pending(self, fut) -> None:  # hands one write to the client
+        return None
+
     async def flush(self) -> None:
         self.size = max(self.size - 1, 0)
 
@@ -96,3 +99,31 @@ def test_guard__flush_drains_fausts_buffer_before_the_commit(guard):
     guard._guarded(producer)
     asyncio.run(producer.flush())
     assert producer.flushed_with_buffer == [0]  # the client's flush ran only once the changelog writes were sent
+
+
+def test_guard__flush_waits_for_a_write_taken_off_the_buffer_but_not_yet_handed_to_the_client(guard):
+    producer = _Producer()
+    release, order = asyncio.Event(), []
+
+    async def slow_handover(fut):  # aiokafka's send waiting for room in a batch
+        await release.wait()
+        order.append("handed over")
+
+    async def client_flush():  # aiokafka's flush: waits only for the batches that exist when it is called
+        order.append("client flush")
+
+    producer.buffer._send_pending = slow_handover
+    producer.flush = client_flush
+    guard._guarded(producer)
+
+    async def scenario():
+        handover = asyncio.ensure_future(producer.buffer._send_pending(object()))  # buffer.size is 0 from here
+        commit = asyncio.ensure_future(producer.flush())
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not commit.done() and order == []  # no commit while a write is still on its way
+        release.set()
+        await asyncio.wait_for(asyncio.gather(handover, commit), 5)
+
+    asyncio.run(scenario())
+    assert order == ["handed over", "client flush"]
