@@ -112,7 +112,7 @@ class Settings(BaseSettings):
         "16 KiB under `KAFKA_MAX_RECORD_BYTES` for headers (checked at start), so anything accepted can be "
         "stored and dead-lettered"))
     # Voucherify retries a delivery for 24 h: 72 h of event time covers every retry of a finished entry's events
-    # with two days to spare, while the aggregate stays the size of what is pending or recent (README, Design).
+    # with two days to spare, while the aggregate stays the size of what is pending or recent (docs/design.md).
     entry_retire_after_h: float = Field(72.0, ge=0, description=(
         "finished entries leave the card aggregate this long (event time) after they finished; a later change "
         "to one updates its row and outputs, not the totals"))

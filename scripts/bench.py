@@ -9,7 +9,7 @@ because timings on shared machines are noisy; both run in the same invocation on
 - latency: afterwards, new deliveries offered at a fixed rate; per delivery, its customer-point-state record's
   timestamp minus its input record's timestamp (p50/p99/max).
 - recovery: a second worker with an empty state dir restores both changelogs (records/s; from its log: the bulk
-  restore of app/restore.py plus Faust's own recovery of anything written since).
+  restore of app/startup/restore.py plus Faust's own recovery of anything written since).
 - RSS: peak resident memory (VmHWM) of the worker.
 - long card: one card collecting 10,000 entries through a worker, in chunks (ms per delivery by chunk: the end
   must cost no more than the start), the worker's peak RSS, and the largest record it wrote on any topic.
@@ -168,7 +168,7 @@ def profile_summary(path: Path, top: int = 15) -> str:
         funcs = [re.sub(r":\d+\)$", ")", f) for f in frames]  # per function, not per line
         own[funcs[-1]] = own.get(funcs[-1], 0) + n
         for f in set(funcs):
-            if "(app/" in f and not f.startswith("<module>") and "app/__main__" not in f:
+            if "(app/" in f and not f.startswith("<module>") and "app/__main__" not in f and "app/startup/worker" not in f:
                 incl[f] = incl.get(f, 0) + n
     rows = ["own time:"] + [f"  {100 * n / total:5.1f}%  {f}" for f, n in sorted(own.items(), key=lambda x: -x[1])[:top]]
     rows += ["our code, including callees:"]
@@ -207,7 +207,7 @@ def start_worker(bootstrap: str, work: Path, name: str, prefix: str, **env: str)
 
 
 def _recovery_seconds(log_text: str) -> float | None:
-    """Time the worker spent restoring its tables, from its log: the bulk restore (app/restore.py) plus Faust's
+    """Time the worker spent restoring its tables, from its log: the bulk restore (app/startup/restore.py) plus Faust's
     own recovery ('Restoring state from changelog topics' -> 'Done reading from changelog topics')."""
     total, found = 0.0, False
     bulk = re.search(r"bulk restore: \d+ changelog records into \d+ table partitions in ([\d.]+) s", log_text)

@@ -8,7 +8,7 @@ write batches does the same work several times faster.
 `run()` is called by `python -m app worker` before Faust starts (BULK_RESTORE=false turns it off). For every
 partition of every table's changelog it opens the partition's RocksDB exactly as Faust's store does (same path,
 same options), reads from the offset Faust last persisted there (+1) to the partition's true end (see
-app/end_offsets.py), and writes each fetched batch together with Faust's persisted-offset marker in one atomic
+app/compat/end_offsets.py), and writes each fetched batch together with Faust's persisted-offset marker in one atomic
 write batch. Faust's own recovery then starts from that marker and only reads what was written since.
 
 It restores all partitions, not only the ones this worker will be assigned (the assignment is not known before

@@ -48,7 +48,7 @@ def test_recovery__empty_state_dir_restores_every_changelog_record(broker, worke
 def test_new_group_restoring_state__reads_every_waiting_delivery(broker, worker_factory, topic_prefix):
     # Faust + aiokafka lost input here: records fetched while recovery held the stream back were dropped, a
     # partition without a committed offset was not sought back, and re-fetched records fell under Faust's read
-    # mark (1 to 50 of about 2,100 deliveries lost in most runs; see app/no_lost_input.py).
+    # mark (1 to 50 of about 2,100 deliveries lost in most runs; see app/compat/no_lost_input.py).
     from devtools import simulate
 
     app_id = f"pp-{topic_prefix.rstrip('-')}"

@@ -126,12 +126,13 @@ def test_json_schemas__committed_files_are_current_and_describe_every_output_top
     assert files == {f"{n}.value.schema.json" for n in outputs}
 
 
-def test_json_schemas__the_readme_examples_are_valid_records_with_every_required_field():
-    from app.models.records import CustomerPointState, PendingPointsActivation
+def test_json_schemas__the_documented_examples_are_valid_records_with_every_required_field():
+    from app.models.records import CustomerPointState, PendingPointsActivation, PendingPointsEntry
 
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "contract.md").read_text()
     for topic, model in (("customer-point-state", CustomerPointState),
-                         ("pending-points-activations", PendingPointsActivation)):
+                         ("pending-points-activations", PendingPointsActivation),
+                         ("pending-points-entries", PendingPointsEntry)):
         schema = json.loads((admin.SCHEMA_DIR / f"{topic}.value.schema.json").read_text())
         example = json.loads(readme.split(f"**`{topic}`**", 1)[1].split("```json", 1)[1].split("```", 1)[0])
         model.model_validate(example)
