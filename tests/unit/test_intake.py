@@ -1,4 +1,4 @@
-"""The webhook endpoint's decisions: content type, size, signature (raw and compact), JSON, type and key."""
+"""The webhook endpoint's decisions: content type, size, signature (raw, and without whitespace outside strings), JSON, type and key."""
 from __future__ import annotations
 
 import hashlib
@@ -128,3 +128,28 @@ def test_raw_payload_without_a_type__published_with_the_reason():
 
 def test_unsigned_mode__no_signature_needed():
     assert isinstance(_check(_envelope(), signature=None, secret=None), Publish)
+
+
+def test_signature__voucherifys_documented_routine_and_its_test_vectors():
+    """The reference's vectors (key `secretKey`): a JSON object is signed without the whitespace outside its
+    strings, byte for byte otherwise; a plain string payload is signed as it is."""
+    import hashlib
+    import hmac
+
+    from app.logic.intake import without_whitespace
+
+    key = b"secretKey"
+
+    def sig(body: bytes) -> str:
+        return hmac.new(key, body, hashlib.sha256).hexdigest()
+
+    assert without_whitespace(b'{ "a" : 1 }') == b'{"a":1}'
+    assert sig(without_whitespace(b'{ "a" : 1 }')) == "a17d2ac229d1ebbb5f10e839c7985c4818e5986eab297f7e5979196d4d7d3ed2"
+    pretty = b'{\n  "a\\"b" :  1\n}'  # an escaped quote does not end the string
+    assert sig(without_whitespace(pretty)) == "f7cf97814a03146abedb9793f56e1dec34f618f82d10395310d053f749483ffb"
+    assert sig(b"  message  ") == "53ff92957e1427ce23ad5bda9d0c5f2f4ff384d0806b83eeacb510c842d3a358"
+    # whitespace inside strings, and the sender's escapes, are kept (re-serialising would change `\/` and `\u00e9`)
+    body = b'{ "note": "a  b\\/c \\u00e9" , "n": 1.50 }'
+    assert without_whitespace(body) == b'{"note":"a  b\\/c \\u00e9","n":1.50}'
+    assert signature_valid(body, json.loads(body), hmac.new(SECRET, without_whitespace(body), hashlib.sha256)
+                           .hexdigest(), SECRET)
