@@ -75,6 +75,7 @@ card_updates_topic = _topic(app, settings, topics.CARD_UPDATES)
 customer_state_topic = _topic(app, settings, topics.CUSTOMER_POINT_STATE)
 activations_topic = _topic(app, settings, topics.ACTIVATIONS)
 entries_topic = _topic(app, settings, topics.ENTRIES)
+redriven_topic = _topic(app, settings, topics.REDRIVEN)  # written by `python -m app redrive`, declared with the rest
 
 # Tables hold model JSON under raw UTF-8 keys. The Kafka key, the table's changelog key and the URL key must be
 # the same bytes: Faust's table_route hashes the table's serialized key to find the owner, while the data

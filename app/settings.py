@@ -117,6 +117,23 @@ class Settings(BaseSettings):
         "finished entries leave the card aggregate this long (event time) after they finished; a later change "
         "to one updates its row and outputs, not the totals"))
 
+    # --- Voucherify's REST API (the operator commands backfill and reconcile)
+    voucherify_app_id: SecretStr | None = Field(None, description="`X-App-Id` for Voucherify's API; never logged")
+    voucherify_app_token: SecretStr | None = Field(None, description=(
+        "`X-App-Token` (secret key) for Voucherify's API; never logged"))
+    voucherify_cluster: Literal["api", "us1.api", "as1.api"] = Field("api", description=(
+        "Voucherify's cluster: `api` (Europe), `us1.api`, `as1.api`"))
+    voucherify_api_url: str | None = Field(None, description=(
+        "the API's base URL, overriding the cluster (a dedicated region; tests)"))
+    voucherify_max_retries: int = Field(8, ge=0, description=(
+        "retries of one API call on 429 (after `Retry-After`), 5xx and network errors, with back-off"))
+    # An activation runs at 00:00 project time; its webhook should follow within minutes, retries within 24 h.
+    overdue_grace_h: float = Field(26.0, ge=0, description=(
+        "an entry still PENDING this long after its `activates_at` (00:00 project time) is overdue: its "
+        "activation delivery was most likely lost"))
+    state_scan_interval_s: float = Field(300.0, gt=0, description=(
+        "how often a worker scans its cards for the overdue and drift gauges"))
+
     @model_validator(mode="after")
     def _check_security(self) -> "Settings":
         if self.kafka_security_protocol.startswith("SASL") and not (
@@ -167,6 +184,16 @@ class Settings(BaseSettings):
     def topic_name(self, registry_name: str) -> str:
         """The Kafka name of a registry topic in this deployment."""
         return self.topic_names.get(registry_name) or self.topic_prefix + registry_name
+
+    @property
+    def overdue_grace(self):
+        import datetime as dt
+
+        return dt.timedelta(hours=self.overdue_grace_h)
+
+    @property
+    def voucherify_base_url(self) -> str:
+        return (self.voucherify_api_url or f"https://{self.voucherify_cluster}.voucherify.io").rstrip("/")
 
     @property
     def webhook_enabled(self) -> bool:

@@ -70,8 +70,18 @@ ENTRIES = TopicSpec(
     doc="Each pending entry's current state (PENDING, ACTIVATED or CANCELED), one record per change.",
 )
 
+REDRIVEN = TopicSpec(
+    "voucherify-webhooks-redriven",
+    key="dead letter coordinates (`<dlq topic>/<partition>/<offset>`)",
+    value=None,
+    compacted=True,
+    internal=True,
+    doc="The ledger of `python -m app redrive`: one record per dead letter put back on the input, so a second run "
+        "skips it. Value: JSON with where it went and when.",
+)
+
 ALL: tuple[TopicSpec, ...] = (
-    WEBHOOKS, DEAD_LETTERS, EVENTS, CARD_UPDATES, CUSTOMER_POINT_STATE, ACTIVATIONS, ENTRIES,
+    WEBHOOKS, DEAD_LETTERS, EVENTS, CARD_UPDATES, CUSTOMER_POINT_STATE, ACTIVATIONS, ENTRIES, REDRIVEN,
 )
 
 # Dead-letter record headers (the original headers are kept as well).

@@ -36,6 +36,7 @@ from app.models.records import (
     CardState,
     CardSummary,
     CardView,
+    Drift,
     EntryRecord,
     EntryState,
     Live,
@@ -402,7 +403,35 @@ def entry_record(row: EntryRecord) -> PendingPointsEntry:
     )
 
 
-def view(card: CardAgg, page: Sequence[EntryRecord], next_after: str | None) -> VoucherView:
+RETRY_WINDOW = dt.timedelta(hours=24)  # Voucherify retries a failed delivery for up to 24 h
+
+
+def drift(card: CardAgg, now: dt.datetime) -> Drift | None:
+    """Voucherify's pending total (from the newest delivery's card snapshot) against the derived one."""
+    s = card.snapshot
+    if s is None or s.pending_points is None:
+        return None
+    ours = _totals(card)[0]
+    as_of = s.as_of or s.occurred_at
+    return Drift(voucherify_pending_points=s.pending_points, derived_pending_points=ours,
+                 difference=s.pending_points - ours, as_of=as_of,
+                 settled=as_of is not None and now - as_of > RETRY_WINDOW)
+
+
+def overdue(card: CardAgg, now: dt.datetime, tz: ZoneInfo, grace: dt.timedelta) -> list[str]:
+    """PENDING entries whose activation (00:00 of `activates_at`, project time) is more than `grace` ago: their
+    activation delivery was most likely lost (or the activation job is late)."""
+    out = []
+    for eid, (_seq, st, _pts, due, _fin, _crc) in card.live.items():
+        if st is Status.PENDING and due is not None:
+            activates = dt.datetime.combine(due, dt.time(0), tzinfo=tz)
+            if now - activates > grace:
+                out.append(eid)
+    return sorted(out)
+
+
+def view(card: CardAgg, page: Sequence[EntryRecord], next_after: str | None, *, now: dt.datetime | None = None,
+         tz: ZoneInfo | None = None, grace: dt.timedelta | None = None) -> VoucherView:
     vp = voucher_points(card)
     return VoucherView(
         voucher_id=card.voucher_id,
@@ -417,6 +446,8 @@ def view(card: CardAgg, page: Sequence[EntryRecord], next_after: str | None) -> 
         entries_count=card.next_seq,
         entries=[entries.view(r.entry) for r in page],
         next_after=next_after,
+        drift=drift(card, now) if now is not None else None,
+        overdue=overdue(card, now, tz, grace) if now is not None and tz is not None and grace is not None else [],
     )
 
 

@@ -270,6 +270,20 @@ class VoucherView(_Strict):
     entries_count: int  # every entry the card ever had
     entries: list[EntryView]  # one page, newest (most recently first seen) first
     next_after: str | None  # pass as ?after= for the next page; null on the last page
+    drift: Drift | None = None  # Voucherify's pending total (newest delivery's card) against ours; None: unknown
+    overdue: list[str] = Field(default_factory=list)  # PENDING entries past activates_at + OVERDUE_GRACE_H
+
+
+class Drift(_Strict):
+    """Voucherify's own pending total for the card, as its newest delivery carried it, against the one derived
+    here. Expected to differ while deliveries are in flight (out of order, retried for up to 24 h); a difference
+    that outlives Voucherify's retries (`settled`) means a delivery was lost."""
+
+    voucherify_pending_points: int
+    derived_pending_points: int
+    difference: int  # Voucherify's minus ours
+    as_of: dt.datetime | None  # when Voucherify's figure was true
+    settled: bool  # as_of is older than Voucherify's 24 h of retries
 
 
 class DeadLetterReason(_Strict):

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.ops import health, metrics
 from app.main import app
+from app.ops import health, metrics, scan
 
 metrics.register_state(health.state_gauges)
+metrics.register_state(scan.gauges)
 
 
 @app.page("/metrics")

@@ -1,9 +1,11 @@
 """GET /vouchers/{voucher_id}?limit=&after=: the card's totals and its entries, newest first, one page at a time."""
 from __future__ import annotations
 
+import datetime as dt
+
 from app.compat import internals
 from app.logic import cards
-from app.main import app, cards_table, entries_table, settings
+from app.main import app, cards_table, entries_table, project_tz, settings
 from app.models import codec
 from app.models.records import EntryRecord
 from app.views.routing import owner_routed
@@ -39,7 +41,9 @@ async def get_voucher(web, request, voucher_id: str):
             return _bad_cursor(web, after)
         page, more = found
     next_after = page[-1].entry.id if more and page else None
-    return web.bytes(codec.dump(cards.view(card, page, next_after)), content_type="application/json")
+    body = cards.view(card, page, next_after, now=dt.datetime.now(dt.timezone.utc), tz=project_tz,
+                      grace=settings.overdue_grace)
+    return web.bytes(codec.dump(body), content_type="application/json")
 
 
 def _bad_cursor(web, after: str):

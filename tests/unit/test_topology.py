@@ -22,7 +22,7 @@ def test_topics__every_registry_entry_is_declared_once_with_its_cleanup_policy()
     assert len(names) == len(set(names))
     declared = {t.get_topic_name(): t for t in (
         main.webhooks_topic, main.dead_letter_topic, main.events_topic, main.card_updates_topic,
-        main.customer_state_topic, main.activations_topic, main.entries_topic)}
+        main.customer_state_topic, main.activations_topic, main.entries_topic, main.redriven_topic)}
     assert set(declared) == {main.settings.topic_name(n) for n in names}
     for spec in topics.ALL:
         config = declared[main.settings.topic_name(spec.name)].config or {}

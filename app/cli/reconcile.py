@@ -1,0 +1,155 @@
+"""Reconcile: what the service derived against Voucherify's own numbers, per card.
+
+    python -m app reconcile [--worker URL] [--campaign ID ...] [--output FILE.json|FILE.csv] [--repair]
+
+For every card of the loyalty campaigns (all, or the ones given), Voucherify's `loyalty_card.pending_points`
+against our pending total for that voucher (`GET /vouchers/{id}` on any worker: it routes to the owner). Where
+they differ, or we hold overdue entries, the entry ids on both sides: `missing_here` (PENDING in Voucherify,
+absent or not PENDING here: a lost added/updated delivery, or one still in flight) and `extra_here` (PENDING here,
+not in Voucherify's list: a lost activation or cancellation). Prints a table, writes JSON or CSV with --output,
+and exits 1 if any card drifted (0 if none). `--repair` backfills exactly the drifting cards from Voucherify's
+per-card list (fixes `missing_here`; `extra_here` cannot be fixed from the API, which lists only PENDING entries:
+re-send those deliveries from Voucherify's audit log).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+
+from app.cli import backfill
+from app.settings import Settings, get_settings
+from app.cli.voucherify import Client, card_pending_points
+
+CONCURRENCY = 8
+
+
+@dataclass
+class Row:
+    voucher_id: str
+    code: str
+    customer_id: str | None
+    campaign_id: str
+    voucherify_pending: int
+    our_pending: int
+    difference: int
+    missing_here: list[str] = field(default_factory=list)
+    extra_here: list[str] = field(default_factory=list)
+    overdue: list[str] = field(default_factory=list)
+
+    @property
+    def drifted(self) -> bool:
+        return bool(self.difference or self.missing_here or self.extra_here)
+
+
+async def _ours(http: httpx.AsyncClient, voucher_id: str, all_entries: bool) -> tuple[int, list[dict], list[str]]:
+    """(pending total, entries if asked, overdue ids) from the worker; a card it does not know: (0, [], [])."""
+    entries, after = [], None
+    while True:
+        params = {"limit": 1000 if all_entries else 1, **({"after": after} if after else {})}
+        r = await http.get(f"/vouchers/{voucher_id}", params=params)
+        if r.status_code == 404:
+            return 0, [], []
+        r.raise_for_status()
+        body = r.json()
+        entries += body["entries"]
+        after = body.get("next_after")
+        if not all_entries or after is None:
+            return body["pending_points"], entries, body.get("overdue", [])
+
+
+async def _card(api: Client, http: httpx.AsyncClient, campaign_id: str, card: dict) -> Row:
+    theirs = card_pending_points(card)
+    ours, _, overdue = await _ours(http, card["id"], all_entries=False)
+    row = Row(card["id"], card.get("code") or "", card.get("holder_id"), campaign_id, theirs, ours, theirs - ours,
+              overdue=overdue)
+    if row.difference or overdue:
+        vf = {}
+        async for page, _after in api.pending_points(member_id=row.code):
+            vf.update({e["id"]: e for e in page})
+        _, entries, _ = await _ours(http, card["id"], all_entries=True)
+        here = {e["id"]: e for e in entries}
+        row.missing_here = sorted(i for i, e in vf.items()
+                                  if i not in here or here[i]["status"] != "PENDING" or here[i]["points"] != e["points"])
+        row.extra_here = sorted(i for i, e in here.items() if e["status"] == "PENDING" and i not in vf)
+    return row
+
+
+async def run(settings: Settings, *, worker: str, campaigns: list[str]) -> list[Row]:
+    rows: list[Row] = []
+    sem = asyncio.Semaphore(CONCURRENCY)
+    async with Client.from_settings(settings) as api, httpx.AsyncClient(base_url=worker, timeout=30) as http:
+        if not campaigns:
+            campaigns = [c["id"] async for c in api.loyalty_campaigns()]
+
+        async def one(campaign_id: str, card: dict) -> None:
+            async with sem:
+                rows.append(await _card(api, http, campaign_id, card))
+
+        for campaign_id in campaigns:
+            await asyncio.gather(*[one(campaign_id, card) async for card in api.members(campaign_id)])
+    return sorted(rows, key=lambda r: (not r.drifted, r.campaign_id, r.voucher_id))
+
+
+def table(rows: list[Row], limit: int = 50) -> str:
+    drifted = [r for r in rows if r.drifted]
+    lines = [f"{len(rows):,} cards compared, {len(drifted):,} drifted, "
+             f"{sum(len(r.overdue) for r in rows):,} overdue entries"]
+    if drifted:
+        lines.append(f"{'voucher':<28}{'code':<10}{'voucherify':>11}{'ours':>8}{'diff':>7}"
+                     f"{'missing here':>14}{'extra here':>12}{'overdue':>9}")
+        for r in drifted[:limit]:
+            lines.append(f"{r.voucher_id:<28}{r.code:<10}{r.voucherify_pending:>11,}{r.our_pending:>8,}"
+                         f"{r.difference:>7,}{len(r.missing_here):>14}{len(r.extra_here):>12}{len(r.overdue):>9}")
+        if len(drifted) > limit:
+            lines.append(f"... {len(drifted) - limit:,} more (--output FILE for all)")
+    return "\n".join(lines)
+
+
+def write(rows: list[Row], path: Path) -> None:
+    if path.suffix == ".csv":
+        with path.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["voucher_id", "code", "customer_id", "campaign_id", "voucherify_pending", "our_pending",
+                        "difference", "missing_here", "extra_here", "overdue"])
+            for r in rows:
+                w.writerow([r.voucher_id, r.code, r.customer_id, r.campaign_id, r.voucherify_pending, r.our_pending,
+                            r.difference, " ".join(r.missing_here), " ".join(r.extra_here), " ".join(r.overdue)])
+    else:
+        path.write_text(json.dumps([asdict(r) | {"drifted": r.drifted} for r in rows], indent=1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = get_settings()
+    parser = argparse.ArgumentParser(prog="python -m app reconcile", description=__doc__.splitlines()[0])
+    parser.add_argument("--worker", default=settings.advertised_url, help="any worker's web URL (default: this "
+                        "host's WEB_ADVERTISED_URL)")
+    parser.add_argument("--campaign", action="append", default=[], help="loyalty campaign id (repeatable)")
+    parser.add_argument("--output", type=Path, help="write every card's row as JSON (.json) or CSV (.csv)")
+    parser.add_argument("--repair", action="store_true", help="backfill the drifting cards from Voucherify")
+    args = parser.parse_args(argv)
+    rows = asyncio.run(run(settings, worker=args.worker, campaigns=args.campaign))
+    print(table(rows))
+    if args.output:
+        write(rows, args.output)
+    drifted = [r for r in rows if r.drifted]
+    if args.repair and drifted:
+        repairable = sorted({r.code for r in drifted if r.missing_here})
+        with tempfile.TemporaryDirectory() as tmp:
+            result = asyncio.run(backfill.run(settings, campaigns=[], members=repairable,
+                                              state_path=Path(tmp) / "state.json", resume=False, progress=False))
+        print(f"repair: backfilled {result['entries']:,} entries of {len(repairable):,} cards; "
+              f"{sum(1 for r in drifted if r.extra_here):,} cards hold entries Voucherify no longer lists as "
+              "PENDING (a lost activation or cancellation: re-send it from Voucherify's audit log)")
+    return 1 if drifted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

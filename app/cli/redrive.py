@@ -1,0 +1,133 @@
+"""Re-drive dead letters: put them back on `voucherify-webhooks`, once, after the fix that makes them valid.
+
+    python -m app redrive [--code CODE ...] [--since ISO] [--until ISO]
+                          [--partition P] [--from-offset N] [--to-offset M] [--dry-run]
+
+Reads `voucherify-webhooks-dlq` from the start to its end at the time of the call, keeps the records that match
+every filter given (`dlq-code` header; record time; partition and offsets) and that the ledger topic
+`voucherify-webhooks-redriven` does not list yet, and writes each one's original key, value and headers (its
+`dlq-*` headers dropped, `redriven-from: <topic>/<partition>/<offset>` added) back onto the input topic. Once
+they are flushed, one ledger record per dead letter (compacted, keyed by its coordinates) marks it re-driven, so
+a second run sends nothing twice. A crash between the two re-sends those records once more, which the processor
+absorbs (every stage is idempotent). A delivery that is still invalid is dead-lettered again, as a new record.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import sys
+from collections import Counter
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+import topics
+from app.compat import end_offsets
+from app.settings import Settings, get_settings
+
+REDRIVEN_FROM = "redriven-from"
+
+
+async def _read_all(settings: Settings, topic: str) -> list:
+    """Every record of `topic` up to its end offsets at the time of the call (empty if the topic does not exist)."""
+    consumer = AIOKafkaConsumer(**settings.kafka_client_kwargs(), group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest", fetch_max_wait_ms=50)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) if topic in await consumer.topics() else None
+        if not partitions:
+            return []
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        if settings.kafka_verify_end_offsets:  # the embedded broker under-reports ends after multi-record batches
+            ends = await end_offsets.true_end_offsets(settings.kafka_client_kwargs(), ends)
+        pending = {tp for tp in tps if ends[tp] > 0}
+        out = []
+        while pending:
+            batch = await consumer.getmany(*pending, timeout_ms=1000)
+            for tp, records in batch.items():
+                out += [r for r in records if r.offset < ends[tp]]
+                if records and records[-1].offset >= ends[tp] - 1:
+                    pending.discard(tp)
+            for tp in list(pending):  # an end past the last record (a transaction marker, compaction)
+                if await consumer.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+        return out
+    finally:
+        await consumer.stop()
+
+
+def _matches(record, args) -> bool:
+    headers = {k: v for k, v in record.headers or ()}
+    code = (headers.get("dlq-code") or b"").decode(errors="replace")
+    if args.code and code not in args.code:
+        return False
+    when = dt.datetime.fromtimestamp(record.timestamp / 1000, dt.timezone.utc)
+    if args.since and when < args.since or args.until and when >= args.until:
+        return False
+    if args.partition is not None and record.partition != args.partition:
+        return False
+    if args.from_offset is not None and record.offset < args.from_offset:
+        return False
+    return args.to_offset is None or record.offset <= args.to_offset
+
+
+async def run(settings: Settings, args) -> dict:
+    dlq = settings.topic_name(topics.DEAD_LETTERS.name)
+    ledger = settings.topic_name(topics.REDRIVEN.name)
+    target = settings.topic_name(topics.WEBHOOKS.name)
+    done = {r.key for r in await _read_all(settings, ledger) if r.value is not None}
+    chosen, skipped = [], 0
+    for record in await _read_all(settings, dlq):
+        if not _matches(record, args):
+            continue
+        coordinates = f"{dlq}/{record.partition}/{record.offset}".encode()
+        if coordinates in done:
+            skipped += 1
+            continue
+        chosen.append((coordinates, record))
+    by_code = Counter(dict(r.headers or ()).get("dlq-code", b"?").decode(errors="replace") for _, r in chosen)
+    if chosen and not args.dry_run:
+        producer = AIOKafkaProducer(**settings.kafka_client_kwargs(), acks="all",
+                                    max_request_size=settings.kafka_max_record_bytes)
+        await producer.start()
+        try:
+            for coordinates, r in chosen:
+                headers = [(k, v) for k, v in r.headers or () if not k.startswith("dlq-")]
+                await producer.send(target, r.value, key=r.key, headers=headers + [(REDRIVEN_FROM, coordinates)])
+            await producer.flush()  # every delivery is on the input topic before any is marked done
+            now = dt.datetime.now(dt.timezone.utc).isoformat()
+            for coordinates, _ in chosen:
+                await producer.send(ledger, json.dumps({"to": target, "at": now}).encode(), key=coordinates)
+            await producer.flush()
+        finally:
+            await producer.stop()
+    return {"redriven": 0 if args.dry_run else len(chosen), "would_redrive": len(chosen) if args.dry_run else 0,
+            "already_redriven": skipped, "by_code": dict(by_code), "to": target, "dry_run": args.dry_run}
+
+
+def _time(value: str) -> dt.datetime:
+    t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app redrive", description=__doc__.splitlines()[0])
+    parser.add_argument("--code", action="append", default=[], help="dlq-code to re-drive (repeatable; default all)")
+    parser.add_argument("--since", type=_time, help="dead-lettered at or after (ISO 8601, UTC if no offset)")
+    parser.add_argument("--until", type=_time, help="dead-lettered before")
+    parser.add_argument("--partition", type=int)
+    parser.add_argument("--from-offset", type=int)
+    parser.add_argument("--to-offset", type=int)
+    parser.add_argument("--dry-run", action="store_true", help="show what would go, send nothing")
+    args = parser.parse_args(argv)
+    result = asyncio.run(run(get_settings(), args))
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
