@@ -9,7 +9,9 @@ every filter given (`dlq-code` header; record time; partition and offsets) and t
 `dlq-*` headers dropped, `redriven-from: <topic>/<partition>/<offset>` added) back onto the input topic. Once
 they are flushed, one ledger record per dead letter (compacted, keyed by its coordinates) marks it re-driven, so
 a second run sends nothing twice. A crash between the two re-sends those records once more, which the processor
-absorbs (every stage is idempotent). A delivery that is still invalid is dead-lettered again, as a new record.
+absorbs (every stage is idempotent). A delivery that is still invalid is dead-lettered again, as a new record
+that keeps its `redriven-from` header: later runs leave those alone (`failed_again` in the summary) unless
+--include-redriven says otherwise, so a delivery the fix did not cover does not go round in circles.
 """
 from __future__ import annotations
 
@@ -80,13 +82,16 @@ async def run(settings: Settings, args) -> dict:
     ledger = settings.topic_name(topics.REDRIVEN.name)
     target = settings.topic_name(topics.WEBHOOKS.name)
     done = {r.key for r in await _read_all(settings, ledger) if r.value is not None}
-    chosen, skipped = [], 0
+    chosen, skipped, failed_again = [], 0, 0
     for record in await _read_all(settings, dlq):
         if not _matches(record, args):
             continue
         coordinates = f"{dlq}/{record.partition}/{record.offset}".encode()
         if coordinates in done:
             skipped += 1
+            continue
+        if REDRIVEN_FROM in dict(record.headers or ()) and not args.include_redriven:
+            failed_again += 1  # a re-driven delivery dead-lettered again: the fix did not cover it
             continue
         chosen.append((coordinates, record))
     by_code = Counter(dict(r.headers or ()).get("dlq-code", b"?").decode(errors="replace") for _, r in chosen)
@@ -106,7 +111,8 @@ async def run(settings: Settings, args) -> dict:
         finally:
             await producer.stop()
     return {"redriven": 0 if args.dry_run else len(chosen), "would_redrive": len(chosen) if args.dry_run else 0,
-            "already_redriven": skipped, "by_code": dict(by_code), "to": target, "dry_run": args.dry_run}
+            "already_redriven": skipped, "failed_again": failed_again, "by_code": dict(by_code), "to": target,
+            "dry_run": args.dry_run}
 
 
 def _time(value: str) -> dt.datetime:
@@ -123,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from-offset", type=int)
     parser.add_argument("--to-offset", type=int)
     parser.add_argument("--dry-run", action="store_true", help="show what would go, send nothing")
+    parser.add_argument("--include-redriven", action="store_true",
+                        help="also re-drive dead letters of deliveries that were re-driven before (and failed again)")
     args = parser.parse_args(argv)
     result = asyncio.run(run(get_settings(), args))
     print(json.dumps(result))

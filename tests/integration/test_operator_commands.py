@@ -193,7 +193,7 @@ def test_redrive__puts_back_the_dead_letters_of_one_code_once_and_after_the_fix_
     sc = scenario.build(seed=53, customers=6)
     expected = scenario.expected_customers(sc)
     deliveries = valid_deliveries(sc)
-    junk = [(b"k", b"{not json", []), (b"k", b"[]", [])]  # stays invalid: another code
+    junk = [(b"k", b"{not json", []), (b"k", b"[]", [])]  # stays invalid
     # Given a worker whose limit was too strict: every valid delivery is dead-lettered as too_large
     strict = worker_factory("strict", MAX_DELIVERY_BYTES="1024").wait_ready()
     helpers.feed(broker.bootstrap, topic_prefix, deliveries)
@@ -221,3 +221,9 @@ def test_redrive__puts_back_the_dead_letters_of_one_code_once_and_after_the_fix_
     redriven = [r for r in inputs if "redriven-from" in dict(r.headers or ())]
     assert len(redriven) == len(big)  # once each, and only that code: the junk is still dead
     assert not any(k.startswith("dlq-") for r in redriven for k in dict(r.headers))
+    # A delivery still invalid after a re-drive is dead-lettered again and left alone by the next run
+    rc, out, log = command(broker, topic_prefix, "redrive", "--code", "invalid_json")
+    assert rc == 0 and out["redriven"] == 1, log
+    kafka.read_until(broker.bootstrap, dlq, lambda rs: any("redriven-from" in r.headers for r in rs), timeout=60)
+    rc, out, log = command(broker, topic_prefix, "redrive", "--code", "invalid_json")
+    assert rc == 0 and out["redriven"] == 0 and out["failed_again"] == 1 and out["already_redriven"] == 1, log
