@@ -121,11 +121,13 @@ async def _restore(consumer: AIOKafkaConsumer, client_kwargs: dict, dbs: dict[To
     return restored
 
 
-def run(tables: list[faust.TableT], client_kwargs: dict[str, Any], *, verify_end_offsets: bool) -> Restored:
+def run(tables: list[faust.TableT], client_kwargs: dict[str, Any], *, verify_end_offsets: bool,
+        loop: asyncio.AbstractEventLoop | None = None) -> Restored:
     """Restore (before Faust starts, on the event loop Faust will use: the stores it creates are bound to it)
     and log what was done."""
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)  # the loop Faust's worker picks up
+    if loop is None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)  # the loop Faust's worker picks up
     result = loop.run_until_complete(restore(tables, client_kwargs, verify_end_offsets=verify_end_offsets))
     if result.records:
         logger.info("bulk restore: %d changelog records into %d table partitions in %.3f s (%.0f records/s)",

@@ -5,6 +5,8 @@ import asyncio
 import logging
 import sys
 
+from mode.utils.loops import get_event_loop
+
 from app import compat
 from app.cli import admin
 from app.ops import logs
@@ -15,17 +17,14 @@ from app.agents import cards, customers, ingest  # noqa: F401  (registers agents
 from app.views import customers as customer_views, health, metrics, stats, vouchers, webhooks  # noqa: F401
 
 
-def _create_topics() -> None:
-    """Create every registry topic that is missing, with its partitions and configs, before Faust starts. Faust
-    declares only the topics agents read (and the changelogs, with the tables' configs: left to it, since a worker
-    whose changelogs were created here hung on SIGTERM against the embedded broker); the output topics (written
-    straight to the producer) would otherwise be auto-created by the broker with its defaults: not compacted, and
-    without our record limit. A principal that may not create topics gets a warning (provision them with
-    `python -m app admin create-topics`, which creates the changelogs too)."""
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)  # the loop Faust picks up (restore.run sets its own, the same way)
+def _create_topics(loop: asyncio.AbstractEventLoop) -> None:
+    """Create every topic that is missing (the registry's and the tables' changelogs), with its partitions and
+    configs, before Faust starts. Faust declares only the topics agents read and the changelogs; the output topics
+    (written straight to the producer) would otherwise be auto-created by the broker with its defaults: not
+    compacted, and without our record limit. A principal that may not create topics gets a warning (provision
+    them with `python -m app admin create-topics`)."""
     try:
-        lines = loop.run_until_complete(admin.create_topics(settings, changelogs=False))
+        lines = loop.run_until_complete(admin.create_topics(settings, changelogs=True))
         created = [line for line in lines if line.startswith("create")]
         failed = [line for line in lines if line.startswith("failed")]
         if created:
@@ -47,8 +46,12 @@ def main() -> None:
         compat.check_versions()
         webhooks.log_mode()
         wait_for_broker(settings.kafka_client_kwargs(), settings.broker_wait_s)
-        _create_topics()
+        # One event loop for the start-up steps and for Faust: the one mode made current when the app was declared
+        # (services cache it at import). With a new loop here, a worker whose bulk restore touched the tables hung
+        # on SIGTERM: the tables' tasks had been scheduled on the import-time loop, which no longer ran.
+        loop = get_event_loop()
+        _create_topics(loop)
         if settings.bulk_restore:
             restore.run([cards_table, entries_table, customers_table], settings.kafka_client_kwargs(),
-                        verify_end_offsets=settings.kafka_verify_end_offsets)
+                        verify_end_offsets=settings.kafka_verify_end_offsets, loop=loop)
     app.main()
