@@ -91,3 +91,5 @@ DLQ_SOURCE_TOPIC = "dlq-source-topic"
 DLQ_SOURCE_PARTITION = "dlq-source-partition"
 DLQ_SOURCE_OFFSET = "dlq-source-offset"
 DLQ_TRUNCATED = "dlq-truncated"  # the original value's length, when the copy had to be cut to fit the record limit
+SOURCE = "source"  # on the input topic: `backfill` for records written by `python -m app backfill`
+REDRIVEN_FROM = "redriven-from"  # on the input topic: `<dlq topic>/<partition>/<offset>`, by `python -m app redrive`

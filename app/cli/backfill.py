@@ -3,11 +3,12 @@
     python -m app backfill [--campaign ID ...] [--member CODE ...] [--resume] [--state FILE] [--dry-run]
 
 Without --campaign or --member: every loyalty campaign. Each entry becomes a raw payload (`{"pending_points":
-<the API's entry>}`) keyed by its voucher id, with headers `event-type` (`…pending_points.added`, or `.updated` if
-the entry was adjusted) and `source: backfill`. The processor folds it like a webhook: an entry it already has is
+<the API's entry>}`) keyed by its voucher id, with headers `event-type: voucher.loyalty_card.pending_points.added`
+and `source: backfill`. The processor folds it like a webhook: an entry it already has is
 unchanged (same id, same observations), so running it twice, or while webhooks flow, changes nothing twice.
-Pages are written and flushed before the state file records the cursor after them; `--resume` goes on from there
-(a crash re-sends at most one page, which is harmless).
+Each page is written and acknowledged by the broker before the state file records the cursor after it;
+`--resume` goes on from there (a crash re-sends at most one page, which is harmless; a cursor the API no longer
+accepts restarts that source).
 """
 from __future__ import annotations
 
@@ -24,19 +25,18 @@ from aiokafka import AIOKafkaProducer
 import topics
 from app.models.webhooks import EVENT_TYPE_HEADER
 from app.settings import Settings, get_settings
-from app.cli.voucherify import Client
+from app.cli.voucherify import Client, VoucherifyError
 
-SOURCE_HEADER = "source"
 ADDED = "voucher.loyalty_card.pending_points.added"
-UPDATED = "voucher.loyalty_card.pending_points.updated"
 
 
 def delivery(entry: dict) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
-    """(key, value, headers) of one API entry on the input topic."""
-    etype = UPDATED if entry.get("updated_at") else ADDED
+    """(key, value, headers) of one API entry on the input topic: always an `added` (the join with a later
+    activation needs one), with the entry's current points and, if adjusted, its `updated_at`: the newest added
+    observation, so a late original `added` webhook does not undo an adjustment."""
     value = json.dumps({"pending_points": entry}, separators=(",", ":")).encode()
-    return entry["voucher_id"].encode(), value, [(EVENT_TYPE_HEADER, etype.encode()),
-                                                 (SOURCE_HEADER, b"backfill")]
+    return entry["voucher_id"].encode(), value, [(EVENT_TYPE_HEADER, ADDED.encode()),
+                                                 (topics.SOURCE, b"backfill")]
 
 
 class Progress:
@@ -81,6 +81,21 @@ def _save_state(path: Path, state: dict) -> None:
     os.replace(tmp, path)  # atomic: a crash leaves the old state or the new one
 
 
+async def _source(api: Client, producer, topic: str, kind: str, ident: str, after: str | None, state: dict,
+                  state_path: Path, bar: Progress) -> None:
+    key = f"{kind}:{ident}"
+    async for entries, next_after in api.pending_points(**{f"{kind}_id": ident}, after=after):
+        if producer is not None and entries:
+            sent = [await producer.send(topic, v, key=k, headers=h) for k, v, h in map(delivery, entries)]
+            await producer.flush()
+            await asyncio.gather(*sent)  # raises if the broker refused any: the cursor must not move past it
+        state[key] = {"after": next_after or (entries[-1]["id"] if entries else after),
+                      "finished": next_after is None,
+                      "entries": state.get(key, {}).get("entries", 0) + len(entries)}
+        _save_state(state_path, state)
+        bar.add(len(entries), key, api.stats)
+
+
 async def run(settings: Settings, *, campaigns: list[str], members: list[str], state_path: Path, resume: bool,
               dry_run: bool = False, progress: bool = True) -> dict:
     state = _load_state(state_path) if resume else {}
@@ -101,17 +116,17 @@ async def run(settings: Settings, *, campaigns: list[str], members: list[str], s
                 done = state.get(key, {})
                 if done.get("finished"):
                     continue
-                pages = api.pending_points(**{f"{kind}_id": ident}, after=done.get("after"))
-                async for entries, after in pages:
-                    if producer is not None and entries:
-                        for k, v, h in map(delivery, entries):
-                            await producer.send(topic, v, key=k, headers=h)
-                        await producer.flush()  # on the broker before the cursor moves past them
-                    state[key] = {"after": after or (entries[-1]["id"] if entries else done.get("after")),
-                                  "finished": after is None,
-                                  "entries": state.get(key, {}).get("entries", 0) + len(entries)}
-                    _save_state(state_path, state)
-                    bar.add(len(entries), key, api.stats)
+                try:
+                    await _source(api, producer, topic, kind, ident, done.get("after"), state, state_path, bar)
+                except VoucherifyError as exc:
+                    if not done.get("after") or exc.status not in (400, 404):
+                        raise
+                    # the saved cursor's entry may be gone (activated, canceled): start the source over (safe:
+                    # folding is idempotent)
+                    print(f"backfill: {key}: resuming after {done['after']} refused ({exc.status}); starting it "
+                          "over", file=sys.stderr)
+                    state[key] = {"after": None, "finished": False, "entries": done.get("entries", 0)}
+                    await _source(api, producer, topic, kind, ident, None, state, state_path, bar)
             stats = api.stats
     finally:
         bar.close()

@@ -7,7 +7,8 @@ against our pending total for that voucher (`GET /vouchers/{id}` on any worker: 
 they differ, or we hold overdue entries, the entry ids on both sides: `missing_here` (PENDING in Voucherify,
 absent or not PENDING here: a lost added/updated delivery, or one still in flight) and `extra_here` (PENDING here,
 not in Voucherify's list: a lost activation or cancellation). Prints a table, writes JSON or CSV with --output,
-and exits 1 if any card drifted (0 if none). `--repair` backfills exactly the drifting cards from Voucherify's
+and exits 1 if any card drifted, 2 if some could not be compared (an error, or a campaign larger than the
+API's 10,000-card listing), 0 if all agree. `--repair` backfills exactly the drifting cards from Voucherify's
 per-card list (fixes `missing_here`; `extra_here` cannot be fixed from the API, which lists only PENDING entries:
 re-send those deliveries from Voucherify's audit log).
 """
@@ -26,7 +27,7 @@ import httpx
 
 from app.cli import backfill
 from app.settings import Settings, get_settings
-from app.cli.voucherify import Client, card_pending_points
+from app.cli.voucherify import Client, IncompleteListing, VoucherifyError, card_pending_points
 
 CONCURRENCY = 8
 
@@ -43,10 +44,11 @@ class Row:
     missing_here: list[str] = field(default_factory=list)
     extra_here: list[str] = field(default_factory=list)
     overdue: list[str] = field(default_factory=list)
+    error: str | None = None  # this card could not be compared
 
     @property
     def drifted(self) -> bool:
-        return bool(self.difference or self.missing_here or self.extra_here)
+        return self.error is None and bool(self.difference or self.missing_here or self.extra_here)
 
 
 async def _ours(http: httpx.AsyncClient, voucher_id: str, all_entries: bool) -> tuple[int, list[dict], list[str]]:
@@ -67,19 +69,29 @@ async def _ours(http: httpx.AsyncClient, voucher_id: str, all_entries: bool) -> 
 
 async def _card(api: Client, http: httpx.AsyncClient, campaign_id: str, card: dict) -> Row:
     theirs = card_pending_points(card)
+    vf: dict | None = None
+    if theirs is None:  # not in the card object: sum the card's pending list instead
+        vf = await _their_entries(api, card.get("code") or "")
+        theirs = sum(e["points"] for e in vf.values())
     ours, _, overdue = await _ours(http, card["id"], all_entries=False)
     row = Row(card["id"], card.get("code") or "", card.get("holder_id"), campaign_id, theirs, ours, theirs - ours,
               overdue=overdue)
     if row.difference or overdue:
-        vf = {}
-        async for page, _after in api.pending_points(member_id=row.code):
-            vf.update({e["id"]: e for e in page})
+        if vf is None:
+            vf = await _their_entries(api, row.code)
         _, entries, _ = await _ours(http, card["id"], all_entries=True)
         here = {e["id"]: e for e in entries}
         row.missing_here = sorted(i for i, e in vf.items()
                                   if i not in here or here[i]["status"] != "PENDING" or here[i]["points"] != e["points"])
         row.extra_here = sorted(i for i, e in here.items() if e["status"] == "PENDING" and i not in vf)
     return row
+
+
+async def _their_entries(api: Client, code: str) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    async for page, _after in api.pending_points(member_id=code):
+        out.update({e["id"]: e for e in page})
+    return out
 
 
 async def run(settings: Settings, *, worker: str, campaigns: list[str]) -> list[Row]:
@@ -91,7 +103,11 @@ async def run(settings: Settings, *, worker: str, campaigns: list[str]) -> list[
 
         async def one(campaign_id: str, card: dict) -> None:
             async with sem:
-                rows.append(await _card(api, http, campaign_id, card))
+                try:
+                    rows.append(await _card(api, http, campaign_id, card))
+                except (httpx.HTTPError, VoucherifyError) as exc:  # one card's failure is reported, not fatal
+                    rows.append(Row(card.get("id", "?"), card.get("code") or "", card.get("holder_id"), campaign_id,
+                                    0, 0, 0, error=repr(exc)[:300]))
 
         for campaign_id in campaigns:
             await asyncio.gather(*[one(campaign_id, card) async for card in api.members(campaign_id)])
@@ -100,8 +116,10 @@ async def run(settings: Settings, *, worker: str, campaigns: list[str]) -> list[
 
 def table(rows: list[Row], limit: int = 50) -> str:
     drifted = [r for r in rows if r.drifted]
-    lines = [f"{len(rows):,} cards compared, {len(drifted):,} drifted, "
-             f"{sum(len(r.overdue) for r in rows):,} overdue entries"]
+    errors = [r for r in rows if r.error]
+    lines = [f"{len(rows) - len(errors):,} cards compared, {len(drifted):,} drifted, "
+             f"{sum(len(r.overdue) for r in rows):,} overdue entries"
+             + (f", {len(errors):,} could not be compared (--output FILE lists why)" if errors else "")]
     if drifted:
         lines.append(f"{'voucher':<28}{'code':<10}{'voucherify':>11}{'ours':>8}{'diff':>7}"
                      f"{'missing here':>14}{'extra here':>12}{'overdue':>9}")
@@ -118,10 +136,11 @@ def write(rows: list[Row], path: Path) -> None:
         with path.open("w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["voucher_id", "code", "customer_id", "campaign_id", "voucherify_pending", "our_pending",
-                        "difference", "missing_here", "extra_here", "overdue"])
+                        "difference", "missing_here", "extra_here", "overdue", "error"])
             for r in rows:
                 w.writerow([r.voucher_id, r.code, r.customer_id, r.campaign_id, r.voucherify_pending, r.our_pending,
-                            r.difference, " ".join(r.missing_here), " ".join(r.extra_here), " ".join(r.overdue)])
+                            r.difference, " ".join(r.missing_here), " ".join(r.extra_here), " ".join(r.overdue),
+                            r.error or ""])
     else:
         path.write_text(json.dumps([asdict(r) | {"drifted": r.drifted} for r in rows], indent=1))
 
@@ -135,7 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="write every card's row as JSON (.json) or CSV (.csv)")
     parser.add_argument("--repair", action="store_true", help="backfill the drifting cards from Voucherify")
     args = parser.parse_args(argv)
-    rows = asyncio.run(run(settings, worker=args.worker, campaigns=args.campaign))
+    try:
+        rows = asyncio.run(run(settings, worker=args.worker, campaigns=args.campaign))
+    except IncompleteListing as exc:
+        print(f"reconcile: incomplete: {exc}; reconcile that campaign's cards with the per-card list "
+              "(python -m app backfill --member CODE) or split it", file=sys.stderr)
+        return 2
     print(table(rows))
     if args.output:
         write(rows, args.output)
@@ -148,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"repair: backfilled {result['entries']:,} entries of {len(repairable):,} cards; "
               f"{sum(1 for r in drifted if r.extra_here):,} cards hold entries Voucherify no longer lists as "
               "PENDING (a lost activation or cancellation: re-send it from Voucherify's audit log)")
+    if any(r.error for r in rows):
+        return 2
     return 1 if drifted else 0
 
 

@@ -11,7 +11,9 @@ they are flushed, one ledger record per dead letter (compacted, keyed by its coo
 a second run sends nothing twice. A crash between the two re-sends those records once more, which the processor
 absorbs (every stage is idempotent). A delivery that is still invalid is dead-lettered again, as a new record
 that keeps its `redriven-from` header: later runs leave those alone (`failed_again` in the summary) unless
---include-redriven says otherwise, so a delivery the fix did not cover does not go round in circles.
+--include-redriven says otherwise, so a delivery the fix did not cover does not go round in circles. Dead letters
+of internal topics (`dlq-source-topic` not the input) and copies cut to fit the record limit (`dlq-truncated`)
+are not deliveries to put back: counted, skipped.
 """
 from __future__ import annotations
 
@@ -28,7 +30,6 @@ import topics
 from app.compat import end_offsets
 from app.settings import Settings, get_settings
 
-REDRIVEN_FROM = "redriven-from"
 
 
 async def _read_all(settings: Settings, topic: str) -> list:
@@ -64,7 +65,7 @@ async def _read_all(settings: Settings, topic: str) -> list:
 
 def _matches(record, args) -> bool:
     headers = {k: v for k, v in record.headers or ()}
-    code = (headers.get("dlq-code") or b"").decode(errors="replace")
+    code = (headers.get(topics.DLQ_CODE) or b"").decode(errors="replace")
     if args.code and code not in args.code:
         return False
     when = dt.datetime.fromtimestamp(record.timestamp / 1000, dt.timezone.utc)
@@ -82,7 +83,7 @@ async def run(settings: Settings, args) -> dict:
     ledger = settings.topic_name(topics.REDRIVEN.name)
     target = settings.topic_name(topics.WEBHOOKS.name)
     done = {r.key for r in await _read_all(settings, ledger) if r.value is not None}
-    chosen, skipped, failed_again = [], 0, 0
+    chosen, skipped, failed_again, truncated, other = [], 0, 0, 0, 0
     for record in await _read_all(settings, dlq):
         if not _matches(record, args):
             continue
@@ -90,11 +91,18 @@ async def run(settings: Settings, args) -> dict:
         if coordinates in done:
             skipped += 1
             continue
-        if REDRIVEN_FROM in dict(record.headers or ()) and not args.include_redriven:
+        headers = dict(record.headers or ())
+        if headers.get(topics.DLQ_SOURCE_TOPIC, target.encode()) != target.encode():
+            other += 1  # dead-lettered from an internal topic: not a delivery, nothing to put back
+            continue
+        if topics.DLQ_TRUNCATED in headers and not args.include_truncated:
+            truncated += 1  # only the first bytes were kept: re-driving would send a different delivery
+            continue
+        if topics.REDRIVEN_FROM in headers and not args.include_redriven:
             failed_again += 1  # a re-driven delivery dead-lettered again: the fix did not cover it
             continue
         chosen.append((coordinates, record))
-    by_code = Counter(dict(r.headers or ()).get("dlq-code", b"?").decode(errors="replace") for _, r in chosen)
+    by_code = Counter(dict(r.headers or ()).get(topics.DLQ_CODE, b"?").decode(errors="replace") for _, r in chosen)
     if chosen and not args.dry_run:
         producer = AIOKafkaProducer(**settings.kafka_client_kwargs(), acks="all",
                                     max_request_size=settings.kafka_max_record_bytes)
@@ -102,7 +110,7 @@ async def run(settings: Settings, args) -> dict:
         try:
             for coordinates, r in chosen:
                 headers = [(k, v) for k, v in r.headers or () if not k.startswith("dlq-")]
-                await producer.send(target, r.value, key=r.key, headers=headers + [(REDRIVEN_FROM, coordinates)])
+                await producer.send(target, r.value, key=r.key, headers=headers + [(topics.REDRIVEN_FROM, coordinates)])
             await producer.flush()  # every delivery is on the input topic before any is marked done
             now = dt.datetime.now(dt.timezone.utc).isoformat()
             for coordinates, _ in chosen:
@@ -111,8 +119,8 @@ async def run(settings: Settings, args) -> dict:
         finally:
             await producer.stop()
     return {"redriven": 0 if args.dry_run else len(chosen), "would_redrive": len(chosen) if args.dry_run else 0,
-            "already_redriven": skipped, "failed_again": failed_again, "by_code": dict(by_code), "to": target,
-            "dry_run": args.dry_run}
+            "already_redriven": skipped, "failed_again": failed_again, "truncated": truncated,
+            "not_deliveries": other, "by_code": dict(by_code), "to": target, "dry_run": args.dry_run}
 
 
 def _time(value: str) -> dt.datetime:
@@ -129,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from-offset", type=int)
     parser.add_argument("--to-offset", type=int)
     parser.add_argument("--dry-run", action="store_true", help="show what would go, send nothing")
+    parser.add_argument("--include-truncated", action="store_true",
+                        help="also re-drive dead letters whose copy was cut to fit (dlq-truncated): not advised")
     parser.add_argument("--include-redriven", action="store_true",
                         help="also re-drive dead letters of deliveries that were re-driven before (and failed again)")
     args = parser.parse_args(argv)

@@ -152,17 +152,29 @@ class Client:
                 return
 
     async def members(self, campaign_id: str) -> AsyncIterator[dict]:
-        """The campaign's cards (LoyaltyMember objects), up to the API's 100 pages of 100."""
+        """The campaign's cards (LoyaltyMember objects), up to the API's 100 pages of 100; IncompleteListing after
+        the last one if the campaign has more (`total`)."""
+        listed = 0
         for page in range(1, MEMBER_PAGES + 1):
             body = await self.get(f"/v1/loyalties/{campaign_id}/members",
                                   {"limit": PAGE, "page": page, "order": "created_at"})
             cards = body.get("vouchers") or []
             for card in cards:
                 yield card
+            listed += len(cards)
             if len(cards) < PAGE:
                 return
+        total = body.get("total")
+        if isinstance(total, int) and total > listed:
+            raise IncompleteListing(f"campaign {campaign_id} has {total:,} cards; the API lists {listed:,} per query")
 
 
-def card_pending_points(card: dict) -> int:
-    """`loyalty_card.pending_points` of a card object (missing or null: 0, as the reference advises)."""
-    return int(((card.get("loyalty_card") or {}).get("pending_points")) or 0)
+def card_pending_points(card: dict) -> int | None:
+    """`loyalty_card.pending_points` of a card object; None when the API left it out (its list examples never show
+    it): then the card's pending list is the figure to use."""
+    value = (card.get("loyalty_card") or {}).get("pending_points")
+    return None if value is None else int(value)
+
+
+class IncompleteListing(RuntimeError):
+    """The API pages no further than this (member lists stop at page 100): some cards were not listed."""

@@ -8,7 +8,9 @@ owns (not standbys) and counts:
 - drifting cards: Voucherify's pending total (from the newest delivery's card) differs from ours; `in_flight`
   while that figure is younger than Voucherify's 24 h of retries (a delivery may still come), `settled` after
   (a delivery was lost: reconcile and repair).
-The scan yields to the event loop every 500 cards; on 100k cards it costs a few seconds of CPU per interval.
+The scan reads every aggregate of the active partitions, so its cost grows with the cards a worker holds (about
+what loading them costs; `pending_points_scan_seconds` shows it): raise STATE_SCAN_INTERVAL_S on large workers.
+It yields to the event loop every 500 cards.
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from app.cli import backfill
 from app.logic import cards
 from app.logic.decode import Accepted, decode
 from app.models.records import CardAgg, CardSnapshot, Owner, Status
-from app.cli.voucherify import Client, VoucherifyError, card_pending_points
+from app.cli.voucherify import Client, IncompleteListing, VoucherifyError, card_pending_points
 
 UTC = dt.timezone.utc
 ENTRY = {"id": "lopp_1", "voucher_id": "v_1", "campaign_id": "camp_1", "customer_id": "cust_1", "order_id": "ord_1",
@@ -77,15 +77,34 @@ def test_backfill_delivery__is_a_raw_payload_the_processor_folds_and_says_where_
     decoded = decode(value, dict(headers), max_bytes=1 << 20)
     assert isinstance(decoded, Accepted) and decoded.event.step.value == "added"
     assert decoded.event.observation.points == 7 and decoded.event.customer_id == "cust_1"
-    _, _, headers = backfill.delivery(dict(ENTRY, updated_at="2025-01-15T18:00:00Z", points=9))
-    assert dict(headers)["event-type"].endswith(b".updated")  # adjusted: the current points as an update
     assert json.loads(value)["pending_points"] == ENTRY
+    # adjusted: still an `added` (a later activation joins with it), with the current points and updated_at
+    _, value, headers = backfill.delivery(dict(ENTRY, updated_at="2025-01-15T18:00:00Z", points=9))
+    adjusted = decode(value, dict(headers), max_bytes=1 << 20).event
+    assert adjusted.step.value == "added" and adjusted.observation.points == 9
 
 
-def test_card_pending_points__missing_or_null_is_zero():
+def test_card_pending_points__missing_or_null_is_unknown_not_zero():
     assert card_pending_points({"loyalty_card": {"pending_points": 5}}) == 5
-    assert card_pending_points({"loyalty_card": {"pending_points": None}}) == 0
-    assert card_pending_points({}) == 0
+    assert card_pending_points({"loyalty_card": {"pending_points": 0}}) == 0
+    assert card_pending_points({"loyalty_card": {"pending_points": None}}) is None
+    assert card_pending_points({}) is None
+
+
+def test_client__a_campaign_larger_than_the_member_listing_is_reported_not_silently_cut():
+    def handler(request):
+        page = int(request.url.params["page"])
+        return httpx.Response(200, json={"vouchers": [{"id": f"v_{page}_{i}"} for i in range(100)], "total": 10_500})
+
+    async def scenario():
+        c, _ = _client(handler)
+        seen = []
+        with pytest.raises(IncompleteListing, match="10,500 cards"):
+            async for card in c.members("camp_1"):
+                seen.append(card)
+        return seen
+
+    assert len(asyncio.run(scenario())) == 10_000
 
 
 def _card(live, snapshot_pending=None, as_of=None) -> CardAgg:
