@@ -1,7 +1,6 @@
 """Create the faust.App from settings and declare its topology: topics (from the registry) and tables."""
 from __future__ import annotations
 
-import logging
 from zoneinfo import ZoneInfo
 
 import faust
@@ -11,7 +10,6 @@ from app.compat import end_offsets, fetch_wait, no_lost_input
 from app.ops import logs
 from app.settings import Settings, get_settings
 
-logger = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings) -> faust.App:

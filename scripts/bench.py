@@ -8,7 +8,7 @@ because timings on shared machines are noisy; both run in the same invocation on
   malformed ones) preloaded, then one worker from empty state: N / (worker ready -> last customer-point-state).
 - latency: afterwards, new deliveries offered at a fixed rate; per delivery, its customer-point-state record's
   timestamp minus its input record's timestamp (p50/p99/max).
-- recovery: a second worker with an empty state dir restores both changelogs (records/s; from its log: the bulk
+- recovery: a second worker with an empty state dir restores the changelogs (records/s; from its log: the bulk
   restore of app/startup/restore.py plus Faust's own recovery of anything written since).
 - RSS: peak resident memory (VmHWM) of the worker.
 - long card: one card collecting 10,000 entries through a worker, in chunks (ms per delivery by chunk: the end

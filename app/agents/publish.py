@@ -19,7 +19,7 @@ import logging
 
 import faust
 
-from app.compat import internals
+from app.compat import internals, patch
 from app.main import app
 
 logger = logging.getLogger(__name__)
@@ -98,7 +98,9 @@ def _guarded(producer):
         if _refused:  # Faust commits right after this returns: make it not
             raise RecordRefused(f"not committing offsets: a record was refused ({_refused[0]!r})")
 
-    producer.send, producer.flush = guarded_send, guarded_flush
+    patch(producer, "send", lambda original: guarded_send, "a refused record is recorded (commit guard)")
+    patch(producer, "flush", lambda original: guarded_flush, "no commit after a refusal or before every write "
+                                                             "is handed to aiokafka (commit guard)")
     return send
 
 

@@ -15,6 +15,7 @@ logger = logging.getLogger(__name__)
 # The versions every patch and accessor in this package was verified against (tests named in README.md here).
 VERIFIED = {"faust-streaming": ("0.15.3",), "aiokafka": ("0.14.0",)}
 _MARK = "__pp_compat_original__"
+INSTALLED: list[str] = []  # "owner.name: why", in install order (logged by check_versions once logging is set up)
 
 
 def patch(owner: Any, name: str, make: Callable[[Any], Any], why: str) -> bool:
@@ -25,7 +26,8 @@ def patch(owner: Any, name: str, make: Callable[[Any], Any], why: str) -> bool:
     replacement = make(original)
     setattr(replacement, _MARK, original)
     setattr(owner, name, replacement)
-    logger.info("compat: patched %s.%s: %s", getattr(owner, "__qualname__", owner), name, why)
+    INSTALLED.append(f"{getattr(owner, '__qualname__', type(owner).__qualname__)}.{name}: {why}")
+    logger.info("compat: patched %s", INSTALLED[-1])  # at import this precedes logging config: see check_versions
     return True
 
 
@@ -43,7 +45,10 @@ def unverified() -> list[str]:
 
 
 def check_versions() -> list[str]:
-    """Warn, loudly, if a patched library is not at a verified version; returns what differs."""
+    """Log the patches installed (once, after logging is configured); warn, loudly, if a patched library is not at
+    a verified version; returns what differs."""
+    logger.info("compat: %d patches installed on faust-streaming/aiokafka:\n  %s", len(INSTALLED),
+                "\n  ".join(INSTALLED))
     bad = unverified()
     if bad:
         logger.warning("compat: the Faust/aiokafka patches in app/compat were verified against other versions "

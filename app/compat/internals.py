@@ -59,18 +59,20 @@ def count_buffer_handovers(producer: Any) -> Callable[[], int]:
     """Count the writes Faust's buffer has taken off its queue and not yet handed to aiokafka (its `send` may
     wait for room in a batch): returns a function giving that count. Install before the producer starts (its
     buffer task binds `_send_pending` when it starts)."""
-    buffer = producer.buffer
-    original = buffer._send_pending
+    from app.compat import patch
+
     count = [0]
 
-    async def _send_pending(fut):
-        count[0] += 1
-        try:
-            return await original(fut)
-        finally:
-            count[0] -= 1
+    def make(original):
+        async def _send_pending(fut):
+            count[0] += 1
+            try:
+                return await original(fut)
+            finally:
+                count[0] -= 1
+        return _send_pending
 
-    buffer._send_pending = _send_pending
+    patch(producer.buffer, "_send_pending", make, "count writes in hand-over to aiokafka (commit guard)")
     return lambda: count[0]
 
 

@@ -41,7 +41,7 @@ async def scan() -> dict:
         if faust.types.TP(changelog, partition) not in actives:
             continue
         for key, raw in db.items():
-            if cards.LEGACY_SEP in key or key.startswith(b"__"):  # converted-entry copies, Faust's offset key
+            if cards.LEGACY_SEP in key or key == internals.OFFSET_KEY:  # converted-entry copies, Faust's marker
                 continue
             try:
                 card, _ = cards.load(raw, settings.retire_after)

@@ -11,7 +11,6 @@ Wraps Faust's `app.table_route`, adding three things it lacks:
 """
 from __future__ import annotations
 
-import logging
 from functools import wraps
 
 import aiohttp
@@ -22,7 +21,6 @@ from app.compat import internals
 from app.main import app
 from app.ops.health import not_ready_reason
 
-logger = logging.getLogger(__name__)
 
 
 async def _ensure_metadata(topic: str) -> None:

@@ -1,1 +1,2 @@
-"""Test helpers: brokers, worker processes, Kafka I/O and the scenario generator with its reference model."""
+"""Test-only helpers: the broker choice (external, Docker Kafka, embedded), the scenario's reference model, shared
+steps of the integration tests, the pure-logic driver. Worker processes, Kafka I/O and the generator: devtools/."""
