@@ -105,9 +105,6 @@ def by_key(items: Sequence[tuple[bytes, T, faust.EventT]]) -> Iterator[tuple[byt
     for key, value, event in items:
         groups.setdefault(key, []).append((value, event))
     for key, group in groups.items():
-        make_current(group[-1][1])
+        internals.make_current(group[-1][1])
         yield key, group
 
-
-def make_current(event: faust.EventT) -> None:
-    internals.make_current(event)

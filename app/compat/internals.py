@@ -92,7 +92,7 @@ def committed_offset(consumer: Any, tp) -> int | None:
 def consumer_position(consumer: Any, tp) -> int:
     """The next offset this worker will hand to its streams: after the last read, else the last commit, else 0."""
     read = consumer._read_offset.get(tp)
-    committed = consumer._committed_offset.get(tp)
+    committed = committed_offset(consumer, tp)
     return read + 1 if read is not None else committed if committed is not None else 0
 
 

@@ -63,12 +63,8 @@ def entry_key(voucher_id: str, entry_id: str) -> bytes:
     return voucher_id.encode() + ENTRY_SEP + entry_id.encode()
 
 
-def legacy_prefix(voucher_id: str) -> bytes:
-    return voucher_id.encode() + LEGACY_SEP
-
-
 def legacy_key(voucher_id: str, seq: int) -> bytes:
-    return legacy_prefix(voucher_id) + seq.to_bytes(8, "big")
+    return voucher_id.encode() + LEGACY_SEP + seq.to_bytes(8, "big")
 
 
 def index_prefix(voucher_id: str) -> bytes:
@@ -406,12 +402,13 @@ def entry_record(row: EntryRecord) -> PendingPointsEntry:
 RETRY_WINDOW = dt.timedelta(hours=24)  # Voucherify retries a failed delivery for up to 24 h
 
 
-def drift(card: CardAgg, now: dt.datetime) -> Drift | None:
-    """Voucherify's pending total (from the newest delivery's card snapshot) against the derived one."""
+def drift(card: CardAgg, now: dt.datetime, ours: int | None = None) -> Drift | None:
+    """Voucherify's pending total (from the newest delivery's card snapshot) against the derived one (`ours`,
+    computed here if not given)."""
     s = card.snapshot
     if s is None or s.pending_points is None:
         return None
-    ours = _totals(card)[0]
+    ours = _totals(card)[0] if ours is None else ours
     as_of = s.as_of or s.occurred_at
     return Drift(voucherify_pending_points=s.pending_points, derived_pending_points=ours,
                  difference=s.pending_points - ours, as_of=as_of,
@@ -446,7 +443,7 @@ def view(card: CardAgg, page: Sequence[EntryRecord], next_after: str | None, *, 
         entries_count=card.next_seq,
         entries=[entries.view(r.entry) for r in page],
         next_after=next_after,
-        drift=drift(card, now) if now is not None else None,
+        drift=drift(card, now, vp.pending_points) if now is not None else None,
         overdue=overdue(card, now, tz, grace) if now is not None and tz is not None and grace is not None else [],
     )
 
@@ -528,8 +525,8 @@ def plan_batch(raw: bytes | None, items: Sequence[tuple[NormalizedEvent, int]], 
     card, upgraded = load(raw, retire_after) if raw is not None else (None, {})
     side_puts: dict[int, EntryRecord] = {}
     side_deletes: list[int] = []
-    legacy = (card.legacy_entries, card.legacy_upto, card.legacy_cleaned_upto) if card is not None else (0, None, None)
-    n, upto, cleaned = legacy
+    n, upto, cleaned = (card.legacy_entries, card.legacy_upto, card.legacy_cleaned_upto) if card is not None \
+        else (0, None, None)
     if upgraded:  # converted now
         side_puts = {r.seq: r for r in upgraded.values()}
         n, upto, cleaned = len(upgraded), last, None

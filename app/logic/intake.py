@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass, field
 
 import pydantic_core
@@ -52,30 +53,14 @@ def sign(secret: bytes, body: bytes) -> str:
     return hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
-_WHITESPACE = frozenset(b" \t\n\r")
+_STRING_OR_SPACE = re.compile(rb'("(?:[^"\\]|\\.)*")|[ \t\n\r]+', re.DOTALL)
 
 
 def without_whitespace(raw: bytes) -> bytes:
     """Voucherify's documented signing routine for a JSON payload: every whitespace byte outside string literals
     removed (escapes honoured), the rest byte for byte. Unlike re-serialising parsed JSON, it keeps the sender's
-    escapes (`\\/`, `\\uXXXX`) and number formats."""
-    out = bytearray()
-    in_string = escaped = False
-    for byte in raw:
-        if in_string:
-            out.append(byte)
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # closing quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-            out.append(byte)
-        elif byte not in _WHITESPACE:
-            out.append(byte)
-    return bytes(out)
+    escapes (`\\/`, `\\uXXXX`) and number formats. One regex pass (strings kept, whitespace runs dropped)."""
+    return _STRING_OR_SPACE.sub(lambda m: m.group(1) or b"", raw)
 
 
 def signature_valid(body: bytes, parsed: object, signature: str | None, secret: bytes) -> bool:

@@ -32,7 +32,6 @@ from app.compat import end_offsets, internals
 logger = logging.getLogger(__name__)
 
 _FETCH_RECORDS = 20_000
-OFFSET_KEY = internals.OFFSET_KEY
 
 
 @dataclass
@@ -59,7 +58,7 @@ async def restore(tables: list[faust.TableT], client_kwargs: dict[str, Any], *, 
                 dbs[TopicPartition(topic, p)] = internals.open_partition_db(table, p)
         out.partitions = len(dbs)
         if dbs:
-            out.records = await _restore(consumer, client_kwargs, dbs, OFFSET_KEY, verify_end_offsets)
+            out.records = await _restore(consumer, client_kwargs, dbs, verify_end_offsets)
     finally:
         for db in dbs.values():
             db.close()
@@ -68,17 +67,17 @@ async def restore(tables: list[faust.TableT], client_kwargs: dict[str, Any], *, 
     return out
 
 
-def _marker(db: rocksdict.Rdict, offset_key: bytes) -> int | None:
-    raw = db.get(offset_key)
+def _marker(db: rocksdict.Rdict) -> int | None:
+    raw = db.get(internals.OFFSET_KEY)
     return int(raw) if raw is not None else None
 
 
 async def _restore(consumer: AIOKafkaConsumer, client_kwargs: dict, dbs: dict[TopicPartition, rocksdict.Rdict],
-                   offset_key: bytes, verify_end_offsets: bool) -> int:
+                   verify_end_offsets: bool) -> int:
     ends: dict[Any, int | None] = dict(await consumer.end_offsets(list(dbs)))
     if verify_end_offsets:  # one probe for every partition (it ends after a short idle round)
         ends = await end_offsets.true_end_offsets(client_kwargs, ends)
-    markers = {tp: _marker(db, offset_key) for tp, db in dbs.items()}  # last offset applied, or None
+    markers = {tp: _marker(db) for tp, db in dbs.items()}  # last offset applied, or None
     todo: dict[TopicPartition, int] = {}  # partition -> end offset still to reach
     for tp, marker in markers.items():
         end = ends.get(tp)
@@ -112,7 +111,7 @@ async def _restore(consumer: AIOKafkaConsumer, client_kwargs: dict, dbs: dict[To
                 else:
                     wb.put(r.key, r.value)
             last = records[-1].offset
-            wb.put(offset_key, str(last).encode())  # Faust's marker, atomically with the data
+            wb.put(internals.OFFSET_KEY, str(last).encode())  # Faust's marker, atomically with the data
             dbs[tp].write(wb)
             restored += len(records)
             if last + 1 >= todo[tp]:

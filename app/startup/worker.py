@@ -16,6 +16,8 @@ from app.main import app, cards_table, customers_table, entries_table, settings
 from app.agents import cards, customers, ingest  # noqa: F401  (registers agents)
 from app.views import customers as customer_views, health, metrics, stats, vouchers, webhooks  # noqa: F401
 
+logger = logging.getLogger(__name__)
+
 
 def _create_topics(loop: asyncio.AbstractEventLoop) -> None:
     """Create every topic that is missing (the registry's and the tables' changelogs), with its partitions and
@@ -24,16 +26,16 @@ def _create_topics(loop: asyncio.AbstractEventLoop) -> None:
     compacted, and without our record limit. A principal that may not create topics gets a warning (provision
     them with `python -m app admin create-topics`)."""
     try:
-        lines = loop.run_until_complete(admin.create_topics(settings, changelogs=True))
+        lines = loop.run_until_complete(admin.create_topics(settings))
         created = [line for line in lines if line.startswith("create")]
         failed = [line for line in lines if line.startswith("failed")]
         if created:
-            logging.getLogger(__name__).info("created %d topics:\n%s", len(created), "\n".join(created))
+            logger.info("created %d topics:\n%s", len(created), "\n".join(created))
         if failed:
-            logging.getLogger(__name__).warning("could not create %d topics (provision them with `python -m "
+            logger.warning("could not create %d topics (provision them with `python -m "
                                                 "app admin create-topics`):\n%s", len(failed), "\n".join(failed))
     except Exception as exc:
-        logging.getLogger(__name__).warning("could not create missing topics (%r): provision them with "
+        logger.warning("could not create missing topics (%r): provision them with "
                                             "`python -m app admin create-topics`", exc)
 
 
