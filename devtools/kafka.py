@@ -21,14 +21,19 @@ class Record:
 Outgoing = tuple[bytes | None, bytes | None, Sequence[tuple[str, bytes]]]
 
 
-def produce(bootstrap: str, topic: str, records: Sequence[Outgoing]) -> None:
+def produce(bootstrap: str, topic: str, records: Sequence[Outgoing], rate: float | None = None) -> None:
+    """Send (key, value, headers) records and wait for every acknowledgement; at `rate` per second if given
+    (paced, as the benchmark's latency run offers them), else as fast as possible."""
     async def run() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_request_size=8 * 1024 * 1024)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5 if rate is None else 0,
+                                    max_request_size=8 * 1024 * 1024)
         await producer.start()
         try:
-            futures = [
-                await producer.send(topic, value, key=key, headers=list(headers)) for key, value, headers in records
-            ]
+            start, futures = time.monotonic(), []
+            for i, (key, value, headers) in enumerate(records):
+                if rate is not None and (delay := start + i / rate - time.monotonic()) > 0:
+                    await asyncio.sleep(delay)
+                futures.append(await producer.send(topic, value, key=key, headers=list(headers)))
             await producer.flush()
             for f in futures:
                 await f

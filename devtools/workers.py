@@ -111,8 +111,6 @@ class Worker:
 
 def scrape(worker) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """GET /metrics parsed: (sample name, sorted labels) -> value."""
-    import urllib.request
-
     from prometheus_client.parser import text_string_to_metric_families
 
     with urllib.request.urlopen(worker.url + "/metrics", timeout=5) as resp:

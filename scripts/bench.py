@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import topics  # noqa: E402
 import bench_card_history  # noqa: E402  (scripts/, beside this file)
 from devtools import embedded_broker, simulate  # noqa: E402
+from devtools.kafka import produce  # noqa: E402
 from app.logic.decode import Accepted, decode  # noqa: E402
 from app.models import codec  # noqa: E402
 from devtools.workers import metric_sum, scrape  # noqa: E402
@@ -57,31 +58,6 @@ def log(msg: str) -> None:
 
 
 # --- Kafka helpers -------------------------------------------------------------------------------------------
-
-async def _produce(bootstrap: str, topic: str, records, rate: float | None = None) -> None:
-    """Send (key, value, headers) records; at `rate` per second if given (paced), else as fast as possible."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5 if rate is None else 0,
-                                max_request_size=8 << 20)
-    await producer.start()
-    try:
-        start = time.monotonic()
-        futures = []
-        for i, (key, value, headers) in enumerate(records):
-            if rate is not None:
-                delay = start + i / rate - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            futures.append(await producer.send(topic, value, key=key, headers=list(headers)))
-        await producer.flush()
-        for f in futures:
-            await f
-    finally:
-        await producer.stop()
-
-
-def produce(bootstrap: str, topic: str, records, rate: float | None = None) -> None:
-    asyncio.run(_produce(bootstrap, topic, records, rate))
-
 
 def read_all(bootstrap: str, topic: str, idle_s: float = 2.0) -> list:
     """Every record of `topic` (stops after `idle_s` without new records; end offsets are not trusted)."""

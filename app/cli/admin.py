@@ -31,22 +31,22 @@ class Plan:
     config: dict[str, str]
 
 
-def plan(settings: Settings, changelogs: bool = True) -> list[Plan]:
+def plan(settings: Settings) -> list[Plan]:
     """Every topic the service needs, as it should exist on the cluster (the registry's, then the changelogs)."""
     out = []
     for spec in topics.ALL:
         out.append(Plan(settings.topic_name(spec.name), settings.partitions, settings.topic_config(spec.compacted)))
-    for table in TABLES if changelogs else ():  # Faust: "{app_id}-{table}-changelog", compacted, as many partitions as the table
+    for table in TABLES:  # Faust: "{app_id}-{table}-changelog", compacted, as many partitions as the table
         out.append(Plan(f"{settings.app_id}-{table}-changelog", settings.partitions, settings.topic_config(True)))
     return out
 
 
-async def create_topics(settings: Settings, dry_run: bool = False, changelogs: bool = True) -> list[str]:
+async def create_topics(settings: Settings, dry_run: bool = False) -> list[str]:
     """Create the missing topics; one line per topic: `create`, `exists`, or `failed` with the broker's error
     (aiokafka returns per-topic errors in the response instead of raising)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    wanted = plan(settings, changelogs)
+    wanted = plan(settings)
     lines = []
     admin = AIOKafkaAdminClient(**settings.kafka_client_kwargs())
     await admin.start()
@@ -102,8 +102,6 @@ def _open(node):
 def settings_doc() -> str:
     """The settings table, from the `Settings` fields (names, defaults, descriptions): the one description."""
     from pydantic import SecretStr
-
-    from app.settings import Settings
 
     lines = ["# Settings", "",
              "Environment variables (or a `.env` file), read once in `app/settings.py`. Generated from the",

@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaProducer
 import topics
 from app.models.webhooks import EVENT_TYPE_HEADER
 from app.settings import Settings, get_settings
+from app.cli.kafka_io import send_all
 from app.cli.voucherify import Client, VoucherifyError
 
 ADDED = "voucher.loyalty_card.pending_points.added"
@@ -85,10 +86,8 @@ async def _source(api: Client, producer, topic: str, kind: str, ident: str, afte
                   state_path: Path, bar: Progress) -> None:
     key = f"{kind}:{ident}"
     async for entries, next_after in api.pending_points(**{f"{kind}_id": ident}, after=after):
-        if producer is not None and entries:
-            sent = [await producer.send(topic, v, key=k, headers=h) for k, v, h in map(delivery, entries)]
-            await producer.flush()
-            await asyncio.gather(*sent)  # raises if the broker refused any: the cursor must not move past it
+        if producer is not None and entries:  # acknowledged, or raises: the cursor must not move past a refusal
+            await send_all(producer, topic, map(delivery, entries))
         state[key] = {"after": next_after or (entries[-1]["id"] if entries else after),
                       "finished": next_after is None,
                       "entries": state.get(key, {}).get("entries", 0) + len(entries)}

@@ -20,7 +20,7 @@ import csv
 import json
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import httpx
@@ -133,14 +133,13 @@ def table(rows: list[Row], limit: int = 50) -> str:
 
 def write(rows: list[Row], path: Path) -> None:
     if path.suffix == ".csv":
+        columns = [f.name for f in fields(Row)]
         with path.open("w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["voucher_id", "code", "customer_id", "campaign_id", "voucherify_pending", "our_pending",
-                        "difference", "missing_here", "extra_here", "overdue", "error"])
+            w.writerow(columns)
             for r in rows:
-                w.writerow([r.voucher_id, r.code, r.customer_id, r.campaign_id, r.voucherify_pending, r.our_pending,
-                            r.difference, " ".join(r.missing_here), " ".join(r.extra_here), " ".join(r.overdue),
-                            r.error or ""])
+                w.writerow([" ".join(v) if isinstance(v, list) else ("" if v is None else v)
+                            for v in (getattr(r, c) for c in columns)])
     else:
         path.write_text(json.dumps([asdict(r) | {"drifted": r.drifted} for r in rows], indent=1))
 

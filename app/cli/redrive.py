@@ -27,13 +27,15 @@ from collections import Counter
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 import topics
+from app.cli.kafka_io import send_all
 from app.compat import end_offsets
 from app.settings import Settings, get_settings
 
 
 
-async def _read_all(settings: Settings, topic: str) -> list:
-    """Every record of `topic` up to its end offsets at the time of the call (empty if the topic does not exist)."""
+async def _read_all(settings: Settings, topic: str, keep=lambda record: True) -> list:
+    """The records of `topic` that `keep` accepts, up to its end offsets at the time of the call (empty if the topic
+    does not exist); the others are dropped as they are read, so a large topic is never held in memory."""
     consumer = AIOKafkaConsumer(**settings.kafka_client_kwargs(), group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest", fetch_max_wait_ms=50)
     await consumer.start()
@@ -52,7 +54,7 @@ async def _read_all(settings: Settings, topic: str) -> list:
         while pending:
             batch = await consumer.getmany(*pending, timeout_ms=1000)
             for tp, records in batch.items():
-                out += [r for r in records if r.offset < ends[tp]]
+                out += [r for r in records if r.offset < ends[tp] and keep(r)]
                 if records and records[-1].offset >= ends[tp] - 1:
                     pending.discard(tp)
             for tp in list(pending):  # an end past the last record (a transaction marker, compaction)
@@ -63,8 +65,7 @@ async def _read_all(settings: Settings, topic: str) -> list:
         await consumer.stop()
 
 
-def _matches(record, args) -> bool:
-    headers = {k: v for k, v in record.headers or ()}
+def _matches(record, headers: dict[str, bytes], args) -> bool:
     code = (headers.get(topics.DLQ_CODE) or b"").decode(errors="replace")
     if args.code and code not in args.code:
         return False
@@ -83,44 +84,44 @@ async def run(settings: Settings, args) -> dict:
     ledger = settings.topic_name(topics.REDRIVEN.name)
     target = settings.topic_name(topics.WEBHOOKS.name)
     done = {r.key for r in await _read_all(settings, ledger) if r.value is not None}
-    chosen, skipped, failed_again, truncated, other = [], 0, 0, 0, 0
-    for record in await _read_all(settings, dlq):
-        if not _matches(record, args):
-            continue
+    chosen: list = []  # (coordinates, record, headers)
+    counts = Counter()
+
+    def keep(record) -> bool:  # decided while reading: only the dead letters to send are kept
+        headers = dict(record.headers or ())
+        if not _matches(record, headers, args):
+            return False
         coordinates = f"{dlq}/{record.partition}/{record.offset}".encode()
         if coordinates in done:
-            skipped += 1
-            continue
-        headers = dict(record.headers or ())
-        if headers.get(topics.DLQ_SOURCE_TOPIC, target.encode()) != target.encode():
-            other += 1  # dead-lettered from an internal topic: not a delivery, nothing to put back
-            continue
-        if topics.DLQ_TRUNCATED in headers and not args.include_truncated:
-            truncated += 1  # only the first bytes were kept: re-driving would send a different delivery
-            continue
-        if topics.REDRIVEN_FROM in headers and not args.include_redriven:
-            failed_again += 1  # a re-driven delivery dead-lettered again: the fix did not cover it
-            continue
-        chosen.append((coordinates, record))
-    by_code = Counter(dict(r.headers or ()).get(topics.DLQ_CODE, b"?").decode(errors="replace") for _, r in chosen)
+            counts["already_redriven"] += 1
+        elif headers.get(topics.DLQ_SOURCE_TOPIC, target.encode()) != target.encode():
+            counts["not_deliveries"] += 1  # dead-lettered from an internal topic: nothing to put back
+        elif topics.DLQ_TRUNCATED in headers and not args.include_truncated:
+            counts["truncated"] += 1  # only the first bytes were kept: re-driving would send another delivery
+        elif topics.REDRIVEN_FROM in headers and not args.include_redriven:
+            counts["failed_again"] += 1  # a re-driven delivery dead-lettered again: the fix did not cover it
+        else:
+            chosen.append((coordinates, record, headers))
+        return False
+
+    await _read_all(settings, dlq, keep)
+    by_code = Counter(h.get(topics.DLQ_CODE, b"?").decode(errors="replace") for _, _, h in chosen)
     if chosen and not args.dry_run:
         producer = AIOKafkaProducer(**settings.kafka_client_kwargs(), acks="all",
                                     max_request_size=settings.kafka_max_record_bytes)
         await producer.start()
-        try:
-            for coordinates, r in chosen:
-                headers = [(k, v) for k, v in r.headers or () if not k.startswith("dlq-")]
-                await producer.send(target, r.value, key=r.key, headers=headers + [(topics.REDRIVEN_FROM, coordinates)])
-            await producer.flush()  # every delivery is on the input topic before any is marked done
-            now = dt.datetime.now(dt.timezone.utc).isoformat()
-            for coordinates, _ in chosen:
-                await producer.send(ledger, json.dumps({"to": target, "at": now}).encode(), key=coordinates)
-            await producer.flush()
+        try:  # every delivery acknowledged on the input topic before any is marked done
+            await send_all(producer, target, [
+                (r.key, r.value, [(k, v) for k, v in h.items() if not k.startswith("dlq-") and k != topics.REDRIVEN_FROM]
+                 + [(topics.REDRIVEN_FROM, c)]) for c, r, h in chosen])
+            now = json.dumps({"to": target, "at": dt.datetime.now(dt.timezone.utc).isoformat()}).encode()
+            await send_all(producer, ledger, [(c, now, []) for c, _, _ in chosen])
         finally:
             await producer.stop()
     return {"redriven": 0 if args.dry_run else len(chosen), "would_redrive": len(chosen) if args.dry_run else 0,
-            "already_redriven": skipped, "failed_again": failed_again, "truncated": truncated,
-            "not_deliveries": other, "by_code": dict(by_code), "to": target, "dry_run": args.dry_run}
+            "already_redriven": counts["already_redriven"], "failed_again": counts["failed_again"],
+            "truncated": counts["truncated"], "not_deliveries": counts["not_deliveries"], "by_code": dict(by_code),
+            "to": target, "dry_run": args.dry_run}
 
 
 def _time(value: str) -> dt.datetime:

@@ -21,7 +21,7 @@ import email.utils
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -43,8 +43,6 @@ class CallStats:
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
-    waited_s: float = 0.0
-    statuses: dict[int, int] = field(default_factory=dict)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -102,7 +100,6 @@ class Client:
                 response, error = None, exc
             else:
                 error = None
-                self.stats.statuses[response.status_code] = self.stats.statuses.get(response.status_code, 0) + 1
                 if response.status_code == 200:
                     return response.json()
                 if response.status_code != 429 and response.status_code < 500:
@@ -119,7 +116,6 @@ class Client:
                 wait = min(self._max_backoff_s, 0.5 * 2 ** attempt) * (0.5 + random.random() / 2)
             attempt += 1
             self.stats.retries += 1
-            self.stats.waited_s += wait
             await self._sleep(wait)
 
     async def pending_points(self, *, campaign_id: str | None = None, member_id: str | None = None,

@@ -44,15 +44,20 @@ def consumer_lag() -> list[tuple[list[str], float]]:
     return rows
 
 
+def dbs_by_role(table: faust.TableT):
+    """(role, db) for each of this worker's RocksDB partitions of `table`: "active" or "standby"."""
+    actives = app.assignor.assigned_actives()
+    changelog = table.changelog_topic.get_topic_name()
+    for partition, db in internals.partition_dbs(table).items():
+        yield ("active" if faust.types.TP(changelog, partition) in actives else "standby"), db
+
+
 def table_keys() -> list[tuple[list[str], float]]:
     """Estimated keys per table in this worker's RocksDB, split into active and standby partitions."""
-    actives = app.assignor.assigned_actives()
     rows = []
     for table in TABLES:
-        changelog = table.changelog_topic.get_topic_name()
         counts = {"active": 0, "standby": 0}
-        for partition, db in internals.partition_dbs(table).items():
-            role = "active" if faust.types.TP(changelog, partition) in actives else "standby"
+        for role, db in dbs_by_role(table):
             try:
                 counts[role] += db.property_int_value("rocksdb.estimate-num-keys") or 0
             except Exception:  # closed during a rebalance

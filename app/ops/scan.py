@@ -19,26 +19,22 @@ import datetime as dt
 import logging
 import time
 
-import faust
-
 from app.compat import internals
 from app.logic import cards
 from app.main import app, cards_table, project_tz, settings
-from app.ops.health import not_ready_reason
+from app.ops.health import dbs_by_role, not_ready_reason
 
 logger = logging.getLogger(__name__)
 
-_last: dict = {"overdue": 0, "in_flight": 0, "settled": 0, "cards": 0, "at": None, "seconds": 0.0}
+_last: dict = {"overdue": 0, "in_flight": 0, "settled": 0, "seconds": 0.0}
 
 
 async def scan() -> dict:
     now = dt.datetime.now(dt.timezone.utc)
     started = time.monotonic()
-    changelog = cards_table.changelog_topic.get_topic_name()
-    actives = app.assignor.assigned_actives()
     counts = {"overdue": 0, "in_flight": 0, "settled": 0, "cards": 0}
-    for partition, db in internals.partition_dbs(cards_table).items():
-        if faust.types.TP(changelog, partition) not in actives:
+    for role, db in dbs_by_role(cards_table):
+        if role != "active":
             continue
         for key, raw in db.items():
             if cards.LEGACY_SEP in key or key == internals.OFFSET_KEY:  # converted-entry copies, Faust's marker
@@ -54,7 +50,7 @@ async def scan() -> dict:
                 counts["settled" if d.settled else "in_flight"] += 1
             if counts["cards"] % 500 == 0:
                 await asyncio.sleep(0)
-    _last.update(counts, at=now, seconds=round(time.monotonic() - started, 3))
+    _last.update(counts, seconds=round(time.monotonic() - started, 3))
     return counts
 
 
