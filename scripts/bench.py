@@ -128,6 +128,39 @@ def faust_floor(bootstrap: str, src: str, dst: str, n: int, work: Path) -> float
     return len(stamps) / max((stamps[-1] - stamps[0]) / 1000, 1e-3)
 
 
+def bytewax_peer(bootstrap: str, src: str, tag: str, sc, work: Path, recovery: bool) -> dict:
+    """The same job in bytewax (scripts/bench_peer.py: our logic, bytewax's Kafka source and sink), recovery
+    snapshots on (SQLite, every second) or off. Records/s from its first delivery read to its last output record,
+    and whether its final customer records are exact."""
+    name = f"peer{'-rec' if recovery else ''}-{tag}"
+    dst, dlq = f"{name}-out", f"{name}-dlq"
+    for topic in (dst, dlq):
+        kafka.create_topic(bootstrap, topic, PARTITIONS)
+    env = {**os.environ, "PEER_BOOTSTRAP": bootstrap, "PEER_SRC": src, "PEER_DST": dst, "PEER_DLQ": dlq}
+    cmd = [sys.executable, "-m", "bytewax.run", "bench_peer:flow"]
+    if recovery:
+        db = work / f"{name}-recovery"
+        db.mkdir()
+        subprocess.run([sys.executable, "-m", "bytewax.recovery", str(db), "1"], check=True, env=env,
+                       stdout=subprocess.DEVNULL)
+        cmd += ["-r", str(db), "-s", "1", "-b", "0"]
+    log_path = work / f"{name}.log"
+    with open(log_path, "w") as out:
+        proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parent, env=env, stdout=out,
+                              stderr=subprocess.STDOUT, timeout=1200)
+    text = log_path.read_text(errors="replace")
+    start = re.search(r"PEER START (\d+)", text)
+    if proc.returncode != 0 or start is None:
+        raise RuntimeError(f"bytewax peer failed ({proc.returncode}): {text[-2000:]}")
+    final = read_all(bootstrap, dst)
+    secs = (max(m.timestamp for m in final) - int(start.group(1))) / 1000
+    res = {"events_per_s": round(len(sc.deliveries) / secs, 1), "dead_letters": len(read_all(bootstrap, dlq)),
+           **exactness(sc, final)}
+    log(f"[{tag}] bytewax peer, recovery {'on' if recovery else 'off'}: {len(sc.deliveries):,} in {secs:.2f}s = "
+        f"{res['events_per_s']:,.0f}/s; exact: {res['exact']}; dead letters {res['dead_letters']}")
+    return res
+
+
 def profile_summary(path: Path, top: int = 15) -> str:
     """Top functions of py-spy's raw collapsed stacks, main thread only (the consumer thread mostly waits):
     by own time, and by time including callees for our modules (app/)."""
@@ -159,14 +192,16 @@ def rss_peak_mb(pid: int) -> float:
     return int(re.search(r"VmHWM:\s+(\d+)", text).group(1)) / 1024
 
 
-def wait_drained(worker: Worker, deliveries: int, timeout: float, label: str) -> None:
-    """Until the worker accounted for every delivery (processed, skipped or dead-lettered) and no lag is left."""
+def wait_drained(workers: Worker | list[Worker], deliveries: int, timeout: float, label: str) -> None:
+    """Until the workers accounted for every delivery (processed, skipped or dead-lettered) and no lag is left."""
+    workers = workers if isinstance(workers, list) else [workers]
     deadline = time.monotonic() + timeout
     last_log = 0.0
     while True:
-        m = scrape(worker)
-        seen = metric_sum(m, DELIVERIES)
-        max_lag = max((v for (name, _), v in m.items() if name == "pending_points_consumer_lag"), default=0.0)
+        ms = [scrape(w) for w in workers]
+        seen = sum(metric_sum(m, DELIVERIES) for m in ms)
+        max_lag = max((v for m in ms for (name, _), v in m.items() if name == "pending_points_consumer_lag"),
+                      default=0.0)
         if seen >= deliveries and max_lag == 0:
             return
         if time.monotonic() - last_log > 3:
@@ -175,6 +210,34 @@ def wait_drained(worker: Worker, deliveries: int, timeout: float, label: str) ->
         if time.monotonic() > deadline:
             raise TimeoutError(f"{label}: only {seen} of {deliveries} deliveries after {timeout}s")
         time.sleep(0.25)
+
+
+def wait_assigned(workers: list[Worker], timeout: float, label: str) -> None:
+    """Until every worker holds input partitions (the group has settled)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        held = [sum(1 for (name, _), _v in scrape(w).items() if name == "pending_points_consumer_lag")
+                for w in workers]
+        if all(held):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"{label}: not every worker was assigned partitions in {timeout}s")
+
+
+def exactness(sc, final: list) -> dict:
+    """The last customer-point-state record of each customer against the generator's own expected totals."""
+    latest = {}
+    for m in final:
+        latest[m.key.decode()] = json.loads(m.value) if m.value else None
+    expected: dict[str, list[int]] = {}
+    for e in sc.entries:  # from the generator's truth, not from our code
+        sums = expected.setdefault(e.customer_id, [0, 0, 0])
+        sums[("PENDING", "ACTIVATED", "CANCELED").index(e.status)] += e.points
+    expected = {c: tuple(v) for c, v in expected.items()}
+    wrong = [c for c, exp in expected.items() if latest.get(c) is None
+             or (latest[c]["pending_points"], latest[c]["activated_points"], latest[c]["canceled_points"]) != exp]
+    return {"customers_expected": len(expected), "customers_exact": len(expected) - len(wrong),
+            "exact": not wrong}
 
 
 def start_worker(bootstrap: str, work: Path, name: str, prefix: str, **env: str) -> Worker:
@@ -203,20 +266,24 @@ def _recovery_seconds(log_text: str) -> float | None:
 # --- phases --------------------------------------------------------------------------------------------------
 
 def throughput(bootstrap: str, work: Path, n: int, tag: str, profile: Path | None = None,
-               preseed_entries: int = 0, floor: bool = False) -> tuple[dict, Worker]:
-    """Bare loop and pipeline on the same N-delivery input. Returns the results and the (running) worker."""
+               preseed_entries: int = 0, floor: bool = False, env: dict[str, str] | None = None,
+               bare: bool = True, workers: int = 1, peer: bool = False) -> tuple[dict, list[Worker]]:
+    """Bare loop and pipeline on the same N-delivery input. Returns the results and the (running) workers.
+    `env`: the workers' settings for this run (a variant); `bare=False` skips the bare loop.
+
+    One worker: the input is preloaded, the clock runs from the worker being ready to the last customer-point-state
+    record. Several workers (one consumer group): they are started and ready first (no rebalance inside the
+    measurement), then the input is written; the clock runs from the first input record to the last output."""
     sc = simulate.build(seed=99, customers=max(5, n // 30))
     deliveries = [(d.key, d.value, d.headers) for d in sc.deliveries]
-    res: dict = {"deliveries": len(deliveries), "state_entries_preloaded": preseed_entries}
+    res: dict = {"deliveries": len(deliveries), "state_entries_preloaded": preseed_entries, "workers": workers}
     prefix = f"{tag}-"
-    log(f"[{tag}] preloading {len(deliveries):,} deliveries")
-    produce(bootstrap, "bare-" + prefix + topics.WEBHOOKS.name, deliveries)
-    produce(bootstrap, prefix + topics.WEBHOOKS.name, deliveries)
-
-    count, secs = asyncio.run(bare_loop(bootstrap, "bare-" + prefix + topics.WEBHOOKS.name, "bare-" + prefix + "out",
-                                        len(deliveries)))
-    res["bare_events_per_s"] = round(count / secs, 1)
-    log(f"[{tag}] bare loop: {count:,} in {secs:.2f}s = {count / secs:,.0f}/s")
+    if bare:
+        produce(bootstrap, "bare-" + prefix + topics.WEBHOOKS.name, deliveries)
+        count, secs = asyncio.run(bare_loop(bootstrap, "bare-" + prefix + topics.WEBHOOKS.name,
+                                            "bare-" + prefix + "out", len(deliveries)))
+        res["bare_events_per_s"] = round(count / secs, 1)
+        log(f"[{tag}] bare loop: {count:,} in {secs:.2f}s = {count / secs:,.0f}/s")
     if floor:
         rate = faust_floor(bootstrap, "bare-" + prefix + topics.WEBHOOKS.name, "floor-" + prefix + "out",
                            len(deliveries), work)
@@ -224,39 +291,60 @@ def throughput(bootstrap: str, work: Path, n: int, tag: str, profile: Path | Non
         res["ratio_faust_one_stage_over_bare"] = round(rate / res["bare_events_per_s"], 3)
         log(f"[{tag}] the same work as one Faust agent: {rate:,.0f}/s "
             f"(ratio {res['ratio_faust_one_stage_over_bare']})")
+    if peer:
+        for recovery_on in (False, True):
+            r = bytewax_peer(bootstrap, "bare-" + prefix + topics.WEBHOOKS.name, tag, sc, work, recovery_on)
+            key = "bytewax_recovery" if recovery_on else "bytewax"
+            res[f"{key}_events_per_s"] = r["events_per_s"]
+            res[f"ratio_{key}_over_bare"] = round(r["events_per_s"] / res["bare_events_per_s"], 3)
+            res[f"{key}_exact"] = r["exact"]
+            res[f"{key}_dead_letters"] = r["dead_letters"]
 
+    if workers == 1:
+        log(f"[{tag}] preloading {len(deliveries):,} deliveries")
+        produce(bootstrap, prefix + topics.WEBHOOKS.name, deliveries)
     if preseed_entries:
         recs = preseed(bootstrap, prefix, preseed_entries)
         res["preseed_changelog_records"] = recs
-    w = start_worker(bootstrap, work, f"{tag}-w", prefix)
+    ws = [start_worker(bootstrap, work, f"{tag}-w{i or ''}", prefix, **(env or {})) for i in range(workers)]
+    w = ws[0]
     spy = None
     if profile is not None:
         spy = subprocess.Popen(["py-spy", "record", "--format", "raw", "-r", "200", "-o", str(profile),
                                 "--pid", str(w.process.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    w.wait_ready(timeout=1800)
+    for each in ws:
+        each.wait_ready(timeout=1800)
     if preseed_entries:
         rec = _recovery_seconds(w.log_tail(200_000_000))
         res["preseed_recovery_records_per_s"] = round(res["preseed_changelog_records"] / rec, 1) if rec else None
         log(f"[{tag}] restored {res['preseed_changelog_records']:,} preloaded card records: "
             f"{res['preseed_recovery_records_per_s']}/s")
-    ready_ms = time.time() * 1000
-    wait_drained(w, len(deliveries), timeout=3600, label=tag)
+    start_ms = time.time() * 1000
+    if workers > 1:
+        wait_assigned(ws, timeout=120, label=tag)
+        log(f"[{tag}] {workers} workers ready; writing {len(deliveries):,} deliveries")
+        produce(bootstrap, prefix + topics.WEBHOOKS.name, deliveries)
+        start_ms = min(m.timestamp for m in read_all(bootstrap, prefix + topics.WEBHOOKS.name))
+    wait_drained(ws, len(deliveries), timeout=3600, label=tag)
     if spy is not None:
         spy.send_signal(2)
         spy.wait(60)
         summary = profile_summary(profile)
         profile.with_name("profile-top.txt").write_text(summary)
         log(f"[{tag}] profile (worker main thread):\n{summary}")
-    last_ms = max(m.timestamp for m in read_all(bootstrap, prefix + topics.CUSTOMER_POINT_STATE.name))
+    final = read_all(bootstrap, prefix + topics.CUSTOMER_POINT_STATE.name)
+    last_ms = max(m.timestamp for m in final)
+    res.update(exactness(sc, final))
     res["mean_batch_records"] = mean_batches(scrape(w))
-    secs = (last_ms - ready_ms) / 1000
+    secs = (last_ms - start_ms) / 1000
     res["pipeline_events_per_s"] = round(len(deliveries) / secs, 1)
-    res["ratio_pipeline_over_bare"] = round(res["pipeline_events_per_s"] / res["bare_events_per_s"], 3)
-    res["worker_peak_rss_mb"] = round(rss_peak_mb(w.process.pid), 1)
-    log(f"[{tag}] pipeline: {len(deliveries):,} in {secs:.2f}s = {len(deliveries) / secs:,.0f}/s; "
-        f"ratio {res['ratio_pipeline_over_bare']}; peak RSS {res['worker_peak_rss_mb']} MB; "
-        f"mean batch {res['mean_batch_records']}")
-    return res, w
+    if bare:
+        res["ratio_pipeline_over_bare"] = round(res["pipeline_events_per_s"] / res["bare_events_per_s"], 3)
+    res["worker_peak_rss_mb"] = round(max(rss_peak_mb(each.process.pid) for each in ws), 1)
+    log(f"[{tag}] pipeline ({workers} worker{'s' if workers > 1 else ''}): {len(deliveries):,} in {secs:.2f}s = "
+        f"{len(deliveries) / secs:,.0f}/s; ratio {res.get('ratio_pipeline_over_bare')}; peak RSS "
+        f"{res['worker_peak_rss_mb']} MB; mean batch {res['mean_batch_records']}; exact: {res['exact']}")
+    return res, ws
 
 
 def mean_batches(samples: dict) -> dict[str, float]:
@@ -414,6 +502,12 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="py-spy the worker during the throughput run")
     parser.add_argument("--out", default="bench-out")
     parser.add_argument("--card-sizes", default="10,100,1000,10000", help="entries per card, card-history phase")
+    parser.add_argument("--peer", action="store_true",
+                        help="also run the job in bytewax (scripts/bench_peer.py), recovery off and on")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME:K=V,K=V",
+                        help="also run throughput (and latency) with these worker settings, same run, same input")
+    parser.add_argument("--phases", default="throughput,latency,recovery,long,history",
+                        help="comma-separated subset of: throughput,latency,recovery,long,history")
     args = parser.parse_args()
     if args.quick:
         args.n, args.rate, args.latency_s, args.state_entries = 2_000, 200.0, 3.0, 20_000
@@ -429,28 +523,54 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)  # a finished run leaves nothing behind (results are in --out)
 
 
+def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+    name, _, pairs = text.partition(":")
+    return name, dict(pair.split("=", 1) for pair in pairs.split(",") if pair)
+
+
 def _run(args, out: Path, work: Path) -> None:
     results: dict = {"command": " ".join(["scripts/bench", *sys.argv[1:]])}
+    phases = set(args.phases.split(","))
     broker = embedded_broker.start(log_path=work / "tansu.log")
     workers: list[Worker] = []
     try:
-        main_res, w = throughput(broker.bootstrap, work, args.n, "main",
-                                 profile=out / "profile.txt" if args.profile else None, floor=True)
-        workers.append(w)
+        main_res, ws = throughput(broker.bootstrap, work, args.n, "main",
+                                  profile=out / "profile.txt" if args.profile else None, floor=True,
+                                  peer=args.peer)
+        w = ws[0]
+        workers += ws
         results.update(main_res)
-        results.update(latency(broker.bootstrap, w, "main", args.rate, args.latency_s))
+        if "latency" in phases:
+            results.update(latency(broker.bootstrap, w, "main", args.rate, args.latency_s))
         w.stop()
-        results.update(recovery(broker.bootstrap, work, "main"))
-        results.update(long_card(broker.bootstrap, work, 2_000 if args.quick else 10_000,
-                                 chunk=1000 if args.quick else 2000))
+        for i, text in enumerate(args.variant):  # the same input, the worker with other settings
+            name, env = parse_variant(text)
+            count = int(env.pop("WORKERS", "1"))
+            res, vws = throughput(broker.bootstrap, work, args.n, f"v{i}", env=env, bare=False, workers=count)
+            workers += vws
+            vw = vws[0]
+            res["ratio_pipeline_over_bare"] = round(res["pipeline_events_per_s"] / main_res["bare_events_per_s"], 3)
+            if "latency" in phases:
+                res.update(latency(broker.bootstrap, vw, f"v{i}", args.rate, args.latency_s))
+            for each in vws:
+                each.stop()
+            results.setdefault("variants", {})[name] = {"env": env, **res}
+        if "recovery" in phases:
+            results.update(recovery(broker.bootstrap, work, "main"))
+        if "long" in phases:
+            results.update(long_card(broker.bootstrap, work, 2_000 if args.quick else 10_000,
+                                     chunk=1000 if args.quick else 2000))
     finally:
         for w in workers:
             w.stop()
         broker.stop()
-    log("card history: one card with 10 to 10,000 entries, one event per batch")
-    history = bench_card_history.run([int(x) for x in args.card_sizes.split(",")], 50 if args.quick else 300, out)
-    results["card_history"] = [{k: r[k] for k in ("entries", "mean_ms", "p99_ms", "cost_vs_smallest",
-                                                  "card_aggregate_bytes", "largest_record_bytes")} for r in history]
+    if "history" in phases:
+        log("card history: one card with 10 to 10,000 entries, one event per batch")
+        history = bench_card_history.run([int(x) for x in args.card_sizes.split(",")], 50 if args.quick else 300,
+                                         out)
+        results["card_history"] = [{k: r[k] for k in ("entries", "mean_ms", "p99_ms", "cost_vs_smallest",
+                                                      "card_aggregate_bytes", "largest_record_bytes")}
+                                   for r in history]
     (out / "results.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
     _growth(args, main_res, work, out)
@@ -466,8 +586,8 @@ def _growth(args, main_res: dict, work: Path, out: Path) -> None:
         for i, (n, state) in enumerate(runs):
             broker = embedded_broker.start(log_path=work / f"tansu-g{i}.log")  # a fresh broker per run
             try:
-                res, w = throughput(broker.bootstrap, work, n, f"g{i}", preseed_entries=state)
-                w.stop()
+                res, ws = throughput(broker.bootstrap, work, n, f"g{i}", preseed_entries=state)
+                ws[0].stop()
             finally:
                 broker.stop()
             rows.append(dict(res, run=f"{n:,} deliveries" + (f", {state:,} entries" if state else "")))
