@@ -92,6 +92,10 @@ class Settings(BaseSettings):
         "output per key per batch)"))
     stream_batch_within_ms: float = Field(10.0, gt=0, description=(
         "...or what arrived within this window after the first record"))
+    table_writes: Literal["direct", "faust"] = Field("direct", description=(
+        "how the agents write tables: `direct` writes the local store and sends the changelog record straight to "
+        "the producer (one persisted-offset write per changelog partition per batch); `faust` goes through "
+        "Faust's per-record changelog path (kept to measure the difference: docs/benchmark.md)"))
     # Several times faster than Faust's own recovery, which then only reads what was written since.
     bulk_restore: bool = Field(True, description=(
         "before Faust starts, bring local tables up to their changelogs with a plain consumer "

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from app.agents.batches import by_key, loaded, take
 from app.agents.publish import publish
+from app.agents.tables import TableWrites
 from app.compat import internals
 from app.logic import cards
 from app.main import (
@@ -20,12 +21,14 @@ RETIRE_AFTER = settings.retire_after
 async def process_cards(stream):
     async for batch in take(stream, "cards"):  # (voucher_id, NormalizedEvent) records
         valid = await loaded(batch, NormalizedEvent, lambda ev: ev.voucher_id)
+        writes = TableWrites()
         for key, group in by_key(valid):  # one aggregate read and write per card per batch
-            await _card(key, group)
+            await _card(key, group, writes)
+        writes.done()
         metrics.stage_done("cards", (event.message.timestamp for event in batch))
 
 
-async def _card(key: bytes, group) -> None:
+async def _card(key: bytes, group, writes: TableWrites) -> None:
     voucher_id = key.decode()
 
     def row(entry_id: str) -> EntryRecord | None:
@@ -50,15 +53,15 @@ async def _card(key: bytes, group) -> None:
     # aggregate last. Any subset of these writes surviving a crash is safe (logic/cards.py); a replay writes them
     # again so the changelogs surely have them.
     for seq, rec in plan.side_puts.items():
-        cards_table[cards.legacy_key(voucher_id, seq)] = codec.dump(rec)
+        await writes.put(cards_table, cards.legacy_key(voucher_id, seq), codec.dump(rec))
     for seq in plan.side_deletes:  # a tombstone even when the key is already gone locally
-        del cards_table[cards.legacy_key(voucher_id, seq)]
+        await writes.delete(cards_table, cards.legacy_key(voucher_id, seq))
     for rec, index in plan.rows:
-        entries_table[cards.entry_key(voucher_id, rec.entry.id)] = codec.dump(rec)
+        await writes.put(entries_table, cards.entry_key(voucher_id, rec.entry.id), codec.dump(rec))
         if index:
-            entries_table[cards.index_key(voucher_id, rec.seq, rec.entry.id)] = b""
+            await writes.put(entries_table, cards.index_key(voucher_id, rec.seq, rec.entry.id), b"")
     if plan.card is not None:
-        cards_table[key] = codec.dump(plan.card)
+        await writes.put(cards_table, key, codec.dump(plan.card))
     if out.frozen:
         metrics.change("entries", "retired_changed")
     metrics.change("cards", plan.kind)

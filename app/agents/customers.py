@@ -5,6 +5,7 @@ from __future__ import annotations
 from app.ops import metrics
 from app.agents.batches import by_key, loaded, take
 from app.agents.publish import publish
+from app.agents.tables import TableWrites
 from app.logic import customers
 from app.main import app, card_updates_topic, customer_state_topic, customers_table
 from app.models import codec
@@ -16,6 +17,7 @@ from app.models.records import CardSummary, CustomerState
 async def process_customers(stream):
     async for batch in take(stream, "customers"):  # (customer_id, CardSummary) records
         valid = await loaded(batch, CardSummary, lambda summary: summary.customer_id)
+        writes = TableWrites()
         for key, group in by_key(valid):  # one table read and write, one record per customer per batch
             raw = customers_table.get(key)
             state = codec.load(CustomerState, raw) if raw is not None else None
@@ -23,9 +25,10 @@ async def process_customers(stream):
             if record is not None:
                 await publish(customer_state_topic, key, codec.dump(record))
             if new is not state or record is not None:
-                customers_table[key] = codec.dump(new)
+                await writes.put(customers_table, key, codec.dump(new))
                 metrics.change("customers", "changed" if new is not state else "replay")
             else:
                 metrics.change("customers", "unchanged")
+        writes.done()
         # End to end: from the delivery being written to the input topic to its customer-point-state update.
         metrics.stage_done("customers", (event.message.timestamp for event in batch))

@@ -49,10 +49,13 @@ def _check(fut: asyncio.Future) -> None:
         refused(fut.exception())
 
 
-async def publish(topic: faust.TopicT, key: bytes | None, value: bytes, *, timestamp: float | None = None,
-                  headers: list[tuple[str, bytes]] | None = None) -> None:
-    fut = await app.producer.send(topic.get_topic_name(), key, value, None, timestamp, headers)  # guarded below
+async def publish(topic: faust.TopicT | str, key: bytes | None, value: bytes | None, *,
+                  timestamp: float | None = None, headers: list[tuple[str, bytes]] | None = None,
+                  partition: int | None = None) -> asyncio.Future:
+    name = topic if isinstance(topic, str) else topic.get_topic_name()
+    fut = await app.producer.send(name, key, value, partition, timestamp, headers)  # guarded below
     fut.add_done_callback(_check)
+    return fut
 
 
 async def store_delivery(topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]):

@@ -50,6 +50,31 @@ def open_partition_db(table: faust.TableT, partition: int) -> rocksdict.Rdict:
     return store.rocksdb_options.open(path)
 
 
+def current_partition() -> int:
+    """The partition of the current event (Faust routes table writes by it; see make_current)."""
+    event = streams.current_event()
+    if event is None:
+        raise RuntimeError("table write outside of a batch: no current event")
+    return event.message.partition
+
+
+def store_put(table: faust.TableT, key: bytes, value: bytes) -> None:
+    """Write a table's local RocksDB only (the current event's partition), not its changelog: what Faust's
+    `table[key] = value` does after queueing the changelog record (raw serializers: bytes stay bytes)."""
+    table.data._set(key, value)
+
+
+def store_delete(table: faust.TableT, key: bytes) -> None:
+    """Delete a key from a table's local RocksDB only (a blind delete; no changelog record)."""
+    table.data._del(key)
+
+
+def set_persisted_offset(table: faust.TableT, partition: int, offset: int) -> None:
+    """Record in the partition's RocksDB that local state holds the changelog up to `offset`: what Faust does
+    after every changelog record it sends (`Collection._on_changelog_sent`); recovery resumes after it."""
+    table.data._db_for_partition(partition).put(RocksDBStore.offset_key, str(offset).encode())
+
+
 def buffered_writes(producer: Any) -> int:
     """Records waiting in Faust's producer buffer (its changelog writes), not yet handed to aiokafka."""
     return producer.buffer.size
