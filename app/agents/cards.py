@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from app.agents.batches import by_key, loaded, take
 from app.agents.publish import publish
+from app.agents import tables
 from app.agents.tables import TableWrites
 from app.compat import internals
 from app.logic import cards
@@ -32,15 +33,15 @@ async def _card(key: bytes, group, writes: TableWrites) -> None:
     voucher_id = key.decode()
 
     def row(entry_id: str) -> EntryRecord | None:
-        value = entries_table.get(cards.entry_key(voucher_id, entry_id))
+        value = tables.get(entries_table, cards.entry_key(voucher_id, entry_id))
         return codec.load(EntryRecord, value) if value is not None else None
 
     def side_row(seq: int) -> EntryRecord | None:  # a converted entry's copy
-        value = cards_table.get(cards.legacy_key(voucher_id, seq))
+        value = tables.get(cards_table, cards.legacy_key(voucher_id, seq))
         return codec.load(EntryRecord, value) if value is not None else None
 
     last = group[-1][1].message
-    plan = cards.plan_batch(cards_table.get(key), [(ev, event.message.offset) for ev, event in group], row,
+    plan = cards.plan_batch(tables.get(cards_table, key), [(ev, event.message.offset) for ev, event in group], row,
                             side_row, internals.committed_offset(app.consumer, last.tp), project_tz, RETIRE_AFTER)
     out = plan.outputs
     for summary in out.summaries:  # re-key: voucher -> customer

@@ -5,6 +5,7 @@ from __future__ import annotations
 from app.ops import metrics
 from app.agents.batches import by_key, loaded, take
 from app.agents.publish import publish
+from app.agents import tables
 from app.agents.tables import TableWrites
 from app.logic import customers
 from app.main import app, card_updates_topic, customer_state_topic, customers_table
@@ -19,7 +20,7 @@ async def process_customers(stream):
         valid = await loaded(batch, CardSummary, lambda summary: summary.customer_id)
         writes = TableWrites()
         for key, group in by_key(valid):  # one table read and write, one record per customer per batch
-            raw = customers_table.get(key)
+            raw = tables.get(customers_table, key)
             state = codec.load(CustomerState, raw) if raw is not None else None
             new, record = customers.apply_batch(state, [(s, event.message.offset) for s, event in group])
             if record is not None:

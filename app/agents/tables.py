@@ -22,6 +22,13 @@ from app.main import settings
 DIRECT = settings.table_writes == "direct"
 
 
+def get(table: faust.TableT, key: bytes) -> bytes | None:
+    """A table value of the current event's partition (the agents' reads; the views read through Faust)."""
+    if not DIRECT:
+        return table.get(key)
+    return internals.store_get(table, internals.current_partition(), key)
+
+
 class TableWrites:
     """Writes of one batch. Use `put`/`delete` with the key's event current (batches.by_key does that), then
     `done()` once the batch's writes are all sent."""
@@ -34,7 +41,7 @@ class TableWrites:
             table[key] = value
             return
         partition = internals.current_partition()
-        internals.store_put(table, key, value)
+        internals.store_put(table, partition, key, value)
         await self._send(table, partition, key, value)
 
     async def delete(self, table: faust.TableT, key: bytes) -> None:
@@ -43,7 +50,7 @@ class TableWrites:
             del table[key]
             return
         partition = internals.current_partition()
-        internals.store_delete(table, key)
+        internals.store_delete(table, partition, key)
         await self._send(table, partition, key, None)
 
     async def _send(self, table: faust.TableT, partition: int, key: bytes, value: bytes | None) -> None:

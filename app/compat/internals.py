@@ -58,15 +58,23 @@ def current_partition() -> int:
     return event.message.partition
 
 
-def store_put(table: faust.TableT, key: bytes, value: bytes) -> None:
-    """Write a table's local RocksDB only (the current event's partition), not its changelog: what Faust's
-    `table[key] = value` does after queueing the changelog record (raw serializers: bytes stay bytes)."""
-    table.data._set(key, value)
+def store_get(table: faust.TableT, partition: int, key: bytes) -> bytes | None:
+    """Read a key from the table's RocksDB of `partition` (the current event's): what `table.get(key)` does
+    inside an agent, without Faust's mapping layers (a missing key there costs a raised and caught KeyError)
+    and without its in-memory key->partition index (an LRU cache behind a lock; only used to find a key when no
+    event is current, where the views look in every partition instead)."""
+    return table.data._db_for_partition(partition).get(key)
 
 
-def store_delete(table: faust.TableT, key: bytes) -> None:
-    """Delete a key from a table's local RocksDB only (a blind delete; no changelog record)."""
-    table.data._del(key)
+def store_put(table: faust.TableT, partition: int, key: bytes, value: bytes) -> None:
+    """Write a table's local RocksDB of `partition` only, not its changelog: what Faust's `table[key] = value`
+    does after queueing the changelog record (raw serializers: bytes stay bytes), without the key index."""
+    table.data._db_for_partition(partition).put(key, value)
+
+
+def store_delete(table: faust.TableT, partition: int, key: bytes) -> None:
+    """Delete a key from a table's local RocksDB of `partition` only (a blind delete; no changelog record)."""
+    table.data._db_for_partition(partition).delete(key)
 
 
 def set_persisted_offset(table: faust.TableT, partition: int, offset: int) -> None:
