@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 import faust
 
 import topics
-from app.compat import end_offsets, fetch_wait, no_lost_input
+from app.compat import end_offsets, fast_drain, fetch_wait, no_lost_input
 from app.ops import logs
 from app.settings import Settings, get_settings
 
@@ -18,7 +18,7 @@ def create_app(settings: Settings) -> faust.App:
     source_topics = {settings.topic_name(t.name) for t in (topics.WEBHOOKS, topics.EVENTS, topics.CARD_UPDATES)}
     no_lost_input.install(source_topics.__contains__)
     fetch_wait.install(settings.kafka_fetch_max_wait_ms)
-    return faust.App(
+    app = faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers],
         broker_credentials=settings.faust_credentials(),
@@ -44,6 +44,9 @@ def create_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         logging_config=logs.logging_config(settings.log_format, settings.log_level),
     )
+    if settings.fast_drain:
+        fast_drain.install(app.consumer)
+    return app
 
 
 def _topic(app: faust.App, settings: Settings, spec: topics.TopicSpec) -> faust.TopicT:

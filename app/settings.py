@@ -96,6 +96,9 @@ class Settings(BaseSettings):
         "how the agents write tables: `direct` writes the local store and sends the changelog record straight to "
         "the producer (one persisted-offset write per changelog partition per batch); `faust` goes through "
         "Faust's per-record changelog path (kept to measure the difference: docs/benchmark.md)"))
+    fast_drain: bool = Field(True, description=(
+        "hand each fetched record to the agents inline instead of through four tasks per record "
+        "(app/compat/fast_drain.py; false = Faust's own loop, kept to measure the difference)"))
     # Several times faster than Faust's own recovery, which then only reads what was written since.
     bulk_restore: bool = Field(True, description=(
         "before Faust starts, bring local tables up to their changelogs with a plain consumer "
