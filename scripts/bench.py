@@ -1,12 +1,17 @@
 """Benchmark: the pipeline against a bare aiokafka loop on the same broker and input; latency, recovery, RSS, growth.
 
-    scripts/bench [--n 20000] [--quick] [--rate 1000] [--latency-s 15] [--growth] [--profile] [--out bench-out]
+    scripts/bench [--n 20000] [--quick] [--rate 500,1000] [--latency-s 15] [--peer] [--growth] [--profile]
+                  [--variant NAME:K=V,...] [--phases ...] [--out bench-out]
 
 Starts its own embedded broker and worker processes. Headline: `pipeline / bare loop` sustained events/s, a ratio,
 because timings on shared machines are noisy; both run in the same invocation on the same broker and input.
 - throughput: N generated deliveries (all lifecycle steps, envelope and raw forms, duplicates, foreign types,
   malformed ones) preloaded, then one worker from empty state: N / (worker ready -> last customer-point-state).
-- latency: afterwards, new deliveries offered at a fixed rate; per delivery, its customer-point-state record's
+- peer (`--peer`): the same job in bytewax (scripts/bench_peer.py: our logic, bytewax's Kafka source and sink),
+  recovery off and on, on the same input; records/s and exactness like ours.
+- variants (`--variant NAME:K=V,...`): the throughput (and latency) run again with other worker settings, on the
+  same input in the same run (`WORKERS=N`: N workers in one group); how each lever is measured before/after.
+- latency: afterwards, new deliveries offered at fixed rates, one after the other; per delivery, its customer-point-state record's
   timestamp minus its input record's timestamp (p50/p99/max).
 - recovery: a second worker with an empty state dir restores the changelogs (records/s; from its log: the bulk
   restore of app/startup/restore.py plus Faust's own recovery of anything written since).
@@ -371,8 +376,9 @@ def latency(bootstrap: str, w: Worker, tag: str, rate: float, seconds: float) ->
     """Offer new deliveries at `rate`/s; end-to-end latency from input record to customer-point-state record."""
     n = int(rate * seconds)
     prefix = f"{tag}-"
+    lat_tag = f"lat{int(rate)}"  # new cards and customers per rate: outputs are matched to deliveries by customer
     log(f"[{tag}] latency: offering {n:,} deliveries at {rate:,.0f}/s")
-    batch = [(d.key, d.value, d.headers) for d in (simulate.fresh_added("lat", i) for i in range(n))]
+    batch = [(d.key, d.value, d.headers) for d in (simulate.fresh_added(lat_tag, i) for i in range(n))]
     before = scrape(w)
     t0 = time.monotonic()
     produce(bootstrap, prefix + topics.WEBHOOKS.name, batch, rate=rate)
@@ -387,7 +393,7 @@ def latency(bootstrap: str, w: Worker, tag: str, rate: float, seconds: float) ->
              for k in ("sum", "count")}
         stage_ms[stage] = round(1000 * d["sum"] / d["count"], 1) if d["count"] else None
     sent = {json.loads(m.value)["data"]["pending_points"]["customer_id"]: m.timestamp
-            for m in read_all(bootstrap, prefix + topics.WEBHOOKS.name) if m.key and m.key.startswith(b"v_lat_")}
+            for m in read_all(bootstrap, prefix + topics.WEBHOOKS.name) if m.key and m.key.startswith(f"v_{lat_tag}_".encode())}
     lat = []
     for m in read_all(bootstrap, prefix + topics.CUSTOMER_POINT_STATE.name):
         key = m.key.decode()
@@ -401,6 +407,14 @@ def latency(bootstrap: str, w: Worker, tag: str, rate: float, seconds: float) ->
         f"max {res['latency_max_ms']} ms ({len(lat):,} samples, {len(sent)} missing); mean until each stage done: "
         f"{stage_ms}")
     return res
+
+
+def latencies(bootstrap: str, w: Worker, tag: str, rates: str, seconds: float) -> dict:
+    """`latency` at each of the comma-separated rates in turn; the last one's figures at the top level."""
+    by_rate = {}
+    for rate in (float(r) for r in rates.split(",")):
+        by_rate[f"{rate:g}"] = latency(bootstrap, w, tag, rate, seconds)
+    return {**by_rate[f"{rate:g}"], "latency_by_rate": by_rate}
 
 
 def recovery(bootstrap: str, work: Path, tag: str) -> dict:
@@ -495,7 +509,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20_000, help="deliveries for the throughput run")
     parser.add_argument("--quick", action="store_true", help="small sizes: proves the benchmark runs (CI)")
-    parser.add_argument("--rate", type=float, default=1000.0, help="offered deliveries/s for the latency run")
+    parser.add_argument("--rate", default="500,1000", help="offered deliveries/s for the latency runs, one after "
+                                                           "the other (the last one's figures are the headline)")
     parser.add_argument("--latency-s", type=float, default=15.0)
     parser.add_argument("--growth", action="store_true", help="also 10k/50k/200k deliveries and 1M state entries")
     parser.add_argument("--state-entries", type=int, default=1_000_000)
@@ -510,7 +525,7 @@ def main() -> None:
                         help="comma-separated subset of: throughput,latency,recovery,long,history")
     args = parser.parse_args()
     if args.quick:
-        args.n, args.rate, args.latency_s, args.state_entries = 2_000, 200.0, 3.0, 20_000
+        args.n, args.rate, args.latency_s, args.state_entries = 2_000, "200", 3.0, 20_000
         args.card_sizes = "10,100,1000"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -541,7 +556,7 @@ def _run(args, out: Path, work: Path) -> None:
         workers += ws
         results.update(main_res)
         if "latency" in phases:
-            results.update(latency(broker.bootstrap, w, "main", args.rate, args.latency_s))
+            results.update(latencies(broker.bootstrap, w, "main", args.rate, args.latency_s))
         w.stop()
         for i, text in enumerate(args.variant):  # the same input, the worker with other settings
             name, env = parse_variant(text)
@@ -551,7 +566,7 @@ def _run(args, out: Path, work: Path) -> None:
             vw = vws[0]
             res["ratio_pipeline_over_bare"] = round(res["pipeline_events_per_s"] / main_res["bare_events_per_s"], 3)
             if "latency" in phases:
-                res.update(latency(broker.bootstrap, vw, f"v{i}", args.rate, args.latency_s))
+                res.update(latencies(broker.bootstrap, vw, f"v{i}", args.rate, args.latency_s))
             for each in vws:
                 each.stop()
             results.setdefault("variants", {})[name] = {"env": env, **res}
