@@ -114,7 +114,11 @@ def contribution(seq: int, entry: EntryState) -> Live:
     row read later is the one the aggregate absorbed (or one written by a batch whose aggregate write was lost)."""
     st = entries.status(entry)
     due = entries.activates_at(entry) if st is Status.PENDING else None
-    return (seq, st, entries.points(entry), due, _finished_at(entry), zlib.crc32(entry.model_dump_json().encode()))
+    return (seq, st, entries.points(entry), due, _finished_at(entry), _crc(entry))
+
+
+def _crc(entry: EntryState) -> int:
+    return zlib.crc32(entry.__pydantic_serializer__.to_json(entry))  # the bytes of model_dump_json()
 
 
 def _event_stamps(event: NormalizedEvent) -> list[dt.datetime]:
@@ -264,8 +268,9 @@ def apply_batch(card: CardAgg | None, items: Sequence[tuple[NormalizedEvent, int
         # entry's outputs may have been lost with it: they are published again.
         if live is not None:
             seq = live[0]
-            ahead = row is not None and live[5] != contribution(seq, state)[5]
-            new_c = contribution(seq, merged)
+            ahead = row is not None and live[5] != _crc(state)
+            # a duplicate of what the aggregate holds leaves its contribution as it is
+            new_c = live if merged is state and row is not None and not ahead else contribution(seq, merged)
             if new_c != live:
                 work.live[eid] = new_c
                 this = True
