@@ -451,7 +451,13 @@ def long_card(bootstrap: str, work: Path, n: int, chunk: int = 1000) -> dict:
             total += len(batch)
             wait_drained(w, total, timeout=900, label=f"long card, {total:,} of {len(timeline):,} deliveries")
             per_chunk.append(round((time.monotonic() - t0) * 1000 / len(batch), 3))
-        status, card = w.get("/vouchers/v_bench_card?limit=1")
+        # "drained" means every record was read; the last batch may still be in the agents' hands
+        deadline = time.monotonic() + 30
+        while True:
+            status, card = w.get("/vouchers/v_bench_card?limit=1")
+            if (status == 200 and card.get("entries_count") == n) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         rss = round(rss_peak_mb(w.process.pid), 1)
     finally:
         w.stop()
