@@ -17,9 +17,12 @@ import faust
 
 from app.agents.publish import publish
 from app.compat import internals
-from app.main import settings
+from app.main import app, settings
 
 DIRECT = settings.table_writes == "direct"
+# With transactions Faust persists changelog offsets only on commit, which `_persisted` does not do.
+if DIRECT and app.conf.processing_guarantee is not faust.types.enums.ProcessingGuarantee.AT_LEAST_ONCE:
+    raise RuntimeError("TABLE_WRITES=direct needs processing_guarantee=at_least_once")
 
 
 def get(table: faust.TableT, key: bytes) -> bytes | None:
