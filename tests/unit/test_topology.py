@@ -7,6 +7,8 @@ from app import main
 
 def test_tables__take_their_partition_count_from_the_topic_that_feeds_them():
     assert main.cards_table.partitions == main.events_topic.partitions == main.settings.partitions
+    # entries rows live on their card's partition (agents/tables.py writes them by the card's event)
+    assert main.entries_table.partitions == main.events_topic.partitions
     assert main.customers_table.partitions == main.card_updates_topic.partitions == main.settings.partitions
 
 
