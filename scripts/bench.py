@@ -283,22 +283,21 @@ def throughput(bootstrap: str, work: Path, n: int, tag: str, profile: Path | Non
     deliveries = [(d.key, d.value, d.headers) for d in sc.deliveries]
     res: dict = {"deliveries": len(deliveries), "state_entries_preloaded": preseed_entries, "workers": workers}
     prefix = f"{tag}-"
+    bare_src = "bare-" + prefix + topics.WEBHOOKS.name  # the references' input (bare loop, floor, peer)
     if bare:
-        produce(bootstrap, "bare-" + prefix + topics.WEBHOOKS.name, deliveries)
-        count, secs = asyncio.run(bare_loop(bootstrap, "bare-" + prefix + topics.WEBHOOKS.name,
-                                            "bare-" + prefix + "out", len(deliveries)))
+        produce(bootstrap, bare_src, deliveries)
+        count, secs = asyncio.run(bare_loop(bootstrap, bare_src, "bare-" + prefix + "out", len(deliveries)))
         res["bare_events_per_s"] = round(count / secs, 1)
         log(f"[{tag}] bare loop: {count:,} in {secs:.2f}s = {count / secs:,.0f}/s")
     if floor:
-        rate = faust_floor(bootstrap, "bare-" + prefix + topics.WEBHOOKS.name, "floor-" + prefix + "out",
-                           len(deliveries), work)
+        rate = faust_floor(bootstrap, bare_src, "floor-" + prefix + "out", len(deliveries), work)
         res["faust_one_stage_events_per_s"] = round(rate, 1)
         res["ratio_faust_one_stage_over_bare"] = round(rate / res["bare_events_per_s"], 3)
         log(f"[{tag}] the same work as one Faust agent: {rate:,.0f}/s "
             f"(ratio {res['ratio_faust_one_stage_over_bare']})")
     if peer:
         for recovery_on in (False, True):
-            r = bytewax_peer(bootstrap, "bare-" + prefix + topics.WEBHOOKS.name, tag, sc, work, recovery_on)
+            r = bytewax_peer(bootstrap, bare_src, tag, sc, work, recovery_on)
             key = "bytewax_recovery" if recovery_on else "bytewax"
             res[f"{key}_events_per_s"] = r["events_per_s"]
             res[f"ratio_{key}_over_bare"] = round(r["events_per_s"] / res["bare_events_per_s"], 3)

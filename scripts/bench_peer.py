@@ -10,7 +10,7 @@ dataflow at each partition's end, so the run finishes by itself.
 
 Run by scripts/bench as `python -m bytewax.run bench_peer:flow [-r DIR -s 1 -b 0]` with PEER_* variables set.
 It prints `PEER START <unix ms>` when the first delivery is read (the clock starts there, as the pipeline's starts
-when the worker is ready) and `PEER DONE` at the end.
+when the worker is ready); the run ends when every partition's end was read.
 """
 from __future__ import annotations
 
@@ -36,10 +36,6 @@ TZ = ZoneInfo(settings.project_timezone)
 RETIRE_AFTER = settings.retire_after
 BROKERS = [os.environ["PEER_BOOTSTRAP"]]
 _started = False
-
-
-def _done() -> None:
-    print("PEER DONE", flush=True)
 
 
 def decoded(msg):

@@ -4,7 +4,6 @@ from __future__ import annotations
 from app.agents.batches import by_key, loaded, take
 from app.agents.publish import publish
 from app.agents import tables
-from app.agents.tables import TableWrites
 from app.compat import internals
 from app.logic import cards
 from app.main import (
@@ -22,14 +21,14 @@ RETIRE_AFTER = settings.retire_after
 async def process_cards(stream):
     async for batch in take(stream, "cards"):  # (voucher_id, NormalizedEvent) records
         valid = await loaded(batch, NormalizedEvent, lambda ev: ev.voucher_id)
-        writes = TableWrites()
+        writes = tables.TableWrites()
         for key, group in by_key(valid):  # one aggregate read and write per card per batch
             await _card(key, group, writes)
         writes.done()
         metrics.stage_done("cards", (event.message.timestamp for event in batch))
 
 
-async def _card(key: bytes, group, writes: TableWrites) -> None:
+async def _card(key: bytes, group, writes: tables.TableWrites) -> None:
     voucher_id = key.decode()
 
     def row(entry_id: str) -> EntryRecord | None:

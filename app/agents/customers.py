@@ -6,7 +6,6 @@ from app.ops import metrics
 from app.agents.batches import by_key, loaded, take
 from app.agents.publish import publish
 from app.agents import tables
-from app.agents.tables import TableWrites
 from app.logic import customers
 from app.main import app, card_updates_topic, customer_state_topic, customers_table
 from app.models import codec
@@ -18,7 +17,7 @@ from app.models.records import CardSummary, CustomerState
 async def process_customers(stream):
     async for batch in take(stream, "customers"):  # (customer_id, CardSummary) records
         valid = await loaded(batch, CardSummary, lambda summary: summary.customer_id)
-        writes = TableWrites()
+        writes = tables.TableWrites()
         for key, group in by_key(valid):  # one table read and write, one record per customer per batch
             raw = tables.get(customers_table, key)
             state = codec.load(CustomerState, raw) if raw is not None else None

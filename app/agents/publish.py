@@ -78,15 +78,15 @@ def _guarded(producer):
     async def guarded_send(*args, **kwargs):
         try:
             return await send(*args, **kwargs)
-        except Exception as exc:  # refused before sending (too large, buffer full, producer stopped); Faust's
-            refused(exc)          # changelog writes come here too, through its producer buffer
+        except Exception as exc:  # refused before sending (too large, buffer full, producer stopped); table
+            refused(exc)          # changelog writes come here too (agents/tables.py, or Faust's buffer)
             raise
 
     async def guarded_flush() -> None:
-        # Faust's changelog writes wait in its producer buffer; its flush gives up when the buffer stalls for
-        # 0.1 s, and a write taken off the buffer may still be waiting for room in aiokafka's batch (the buffer
-        # says 0 then): either way the commit would go ahead of writes not yet sent. Wait until every write is
-        # in aiokafka's hands (or refuse to commit), then let aiokafka flush them.
+        # Faust's own changelog writes (TABLE_WRITES=faust) wait in its producer buffer; its flush gives up when
+        # the buffer stalls for 0.1 s, and a write taken off the buffer may still be waiting for room in aiokafka's
+        # batch (the buffer says 0 then): either way the commit would go ahead of writes not yet sent. Wait until
+        # every write is in aiokafka's hands (or refuse to commit), then let aiokafka flush them.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + FLUSH_DRAIN_S
         while (internals.buffered_writes(producer) or handing_over()) and not _refused:

@@ -37,7 +37,7 @@ class TableWrites:
     `done()` once the batch's writes are all sent."""
 
     def __init__(self) -> None:
-        self._last: dict[tuple[int, int], tuple[faust.TableT, int, asyncio.Future]] = {}
+        self._last: dict[tuple[faust.TableT, int], asyncio.Future] = {}  # each changelog partition's last send
 
     async def put(self, table: faust.TableT, key: bytes, value: bytes) -> None:
         if not DIRECT:
@@ -58,10 +58,10 @@ class TableWrites:
 
     async def _send(self, table: faust.TableT, partition: int, key: bytes, value: bytes | None) -> None:
         fut = await publish(table.changelog_topic.get_topic_name(), key, value, partition=partition)
-        self._last[(id(table), partition)] = (table, partition, fut)
+        self._last[(table, partition)] = fut
 
     def done(self) -> None:
-        for table, partition, fut in self._last.values():
+        for (table, partition), fut in self._last.items():
             fut.add_done_callback(lambda f, t=table, p=partition: _persisted(t, p, f))
         self._last.clear()
 

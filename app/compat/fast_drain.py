@@ -49,9 +49,9 @@ def install(consumer: Any) -> None:
 
     def make(original):
         async def wait_first(*coros, timeout=None):
-            if (timeout is not None or len(coros) != 2 or not all(asyncio.iscoroutine(c) for c in coros)
-                    or coros[1].__qualname__ != _EVENT_WAIT or consumer.should_stop
-                    or consumer.suspend_flow.is_set()):
+            if (len(coros) != 2 or timeout is not None or consumer.suspend_flow.is_set() or consumer.should_stop
+                    or not asyncio.iscoroutine(coros[1]) or coros[1].__qualname__ != _EVENT_WAIT
+                    or not asyncio.iscoroutine(coros[0])):
                 return await original(*coros, timeout=timeout)
             callback, suspended = coros
             try:

@@ -21,10 +21,20 @@ def run(coro):
     return asyncio.new_event_loop().run_until_complete(coro)
 
 
+def patched() -> Consumer:
+    c = Consumer()
+    fast_drain.install(c)
+    return c
+
+
+def deliver(c: Consumer, callback):
+    """The call Faust's drain loop makes for each record."""
+    return c.wait_first(callback(), c.suspend_flow.wait())
+
+
 def test_a_callback_that_does_not_wait_is_delivered_inline_without_tasks():
     async def main():
-        c = Consumer()
-        fast_drain.install(c)
+        c = patched()
         delivered = []
 
         async def callback():
@@ -32,7 +42,7 @@ def test_a_callback_that_does_not_wait_is_delivered_inline_without_tasks():
             return "ok"
 
         tasks_before = len(asyncio.all_tasks())
-        res = await c.wait_first(callback(), c.suspend_flow.wait())
+        res = await deliver(c, callback)
         assert len(asyncio.all_tasks()) == tasks_before
         return res, delivered
 
@@ -42,8 +52,7 @@ def test_a_callback_that_does_not_wait_is_delivered_inline_without_tasks():
 
 def test_a_callback_that_waits_finishes_once_it_can():
     async def main():
-        c = Consumer()
-        fast_drain.install(c)
+        c = patched()
         room = asyncio.Queue()
 
         async def callback():
@@ -53,7 +62,7 @@ def test_a_callback_that_waits_finishes_once_it_can():
 
         loop = asyncio.get_running_loop()
         loop.call_later(0.05, room.put_nowait, 1)
-        return await c.wait_first(callback(), c.suspend_flow.wait())
+        return await deliver(c, callback)
 
     res = run(main())
     assert "delivered" in res.results
@@ -61,15 +70,14 @@ def test_a_callback_that_waits_finishes_once_it_can():
 
 def test_a_waiting_callback_is_interrupted_when_the_flow_is_suspended():
     async def main():
-        c = Consumer()
-        fast_drain.install(c)
+        c = patched()
         never = asyncio.Event()
 
         async def callback():
             await never.wait()
 
         asyncio.get_running_loop().call_later(0.05, c.suspend_flow.set)
-        return await asyncio.wait_for(c.wait_first(callback(), c.suspend_flow.wait()), 5)
+        return await asyncio.wait_for(deliver(c, callback), 5)
 
     res = run(main())
     assert res.results == [True]  # the suspension won; the record is read again after the rebalance
@@ -77,15 +85,14 @@ def test_a_waiting_callback_is_interrupted_when_the_flow_is_suspended():
 
 def test_a_failing_callback_raises_inline_and_after_waiting():
     async def main(wait_first: bool):
-        c = Consumer()
-        fast_drain.install(c)
+        c = patched()
 
         async def callback():
             if wait_first:
                 await asyncio.sleep(0.01)
             raise ValueError("bad record")
 
-        await c.wait_first(callback(), c.suspend_flow.wait())
+        await deliver(c, callback)
 
     for waits in (False, True):
         with pytest.raises(ValueError, match="bad record"):
@@ -94,8 +101,7 @@ def test_a_failing_callback_raises_inline_and_after_waiting():
 
 def test_other_calls_go_to_the_stock_wait_first():
     async def main():
-        c = Consumer()
-        fast_drain.install(c)
+        c = patched()
         ev = asyncio.Event()
         asyncio.get_running_loop().call_later(0.01, ev.set)
         return await c.wait_first(ev.wait(), timeout=5)
