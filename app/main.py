@@ -8,6 +8,7 @@ import faust
 import topics
 from app.compat import end_offsets, fast_drain, fetch_wait, no_lost_input
 from app.ops import logs
+from app.partitioner import CachedPartitioner
 from app.settings import Settings, get_settings
 
 
@@ -39,6 +40,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_commit_interval=settings.commit_interval_s,
         table_standby_replicas=settings.table_standby_replicas,
         producer_linger=settings.kafka_producer_linger_ms / 1000.0,
+        producer_partitioner=CachedPartitioner(),  # Kafka's default partitioner, without hashing a key twice
         # Kafka's limit, enforced here too: the embedded broker would take any size (see KAFKA_MAX_RECORD_BYTES).
         producer_max_request_size=settings.kafka_max_record_bytes,
         consumer_auto_offset_reset="earliest",
