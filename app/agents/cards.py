@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from app.agents.batches import by_key, loaded, take
-from app.agents.publish import publish
+from app.agents.publish import Outbox
 from app.agents import tables
 from app.compat import internals
 from app.logic import cards
@@ -21,14 +21,16 @@ RETIRE_AFTER = settings.retire_after
 async def process_cards(stream):
     async for batch in take(stream, "cards"):  # (voucher_id, NormalizedEvent) records
         valid = await loaded(batch, NormalizedEvent, lambda ev: ev.voucher_id)
-        writes = tables.TableWrites()
+        out = Outbox()
+        writes = tables.TableWrites(out)
         for key, group in by_key(valid):  # one aggregate read and write per card per batch
-            await _card(key, group, writes)
+            await _card(key, group, out, writes)
+        await out.send()
         writes.done()
         metrics.stage_done("cards", (event.message.timestamp for event in batch))
 
 
-async def _card(key: bytes, group, writes: tables.TableWrites) -> None:
+async def _card(key: bytes, group, out: Outbox, writes: tables.TableWrites) -> None:
     voucher_id = key.decode()
 
     def row(entry_id: str) -> EntryRecord | None:
@@ -42,13 +44,13 @@ async def _card(key: bytes, group, writes: tables.TableWrites) -> None:
     last = group[-1][1].message
     plan = cards.plan_batch(tables.get(cards_table, key), [(ev, event.message.offset) for ev, event in group], row,
                             side_row, internals.committed_offset(app.consumer, last.tp), project_tz, RETIRE_AFTER)
-    out = plan.outputs
-    for summary in out.summaries:  # re-key: voucher -> customer
-        await publish(card_updates_topic, summary.customer_id.encode(), codec.dump(summary), timestamp=last.timestamp)
-    for joined in out.activations:
-        await publish(activations_topic, joined.pending_points_id.encode(), codec.dump(joined))
-    for entry in out.entries:
-        await publish(entries_topic, entry.pending_points_id.encode(), codec.dump(entry))
+    outputs = plan.outputs
+    for summary in outputs.summaries:  # re-key: voucher -> customer
+        await out.add(card_updates_topic, summary.customer_id.encode(), codec.dump(summary), timestamp=last.timestamp)
+    for joined in outputs.activations:
+        await out.add(activations_topic, joined.pending_points_id.encode(), codec.dump(joined))
+    for entry in outputs.entries:
+        await out.add(entries_topic, entry.pending_points_id.encode(), codec.dump(entry))
     # State is written after the outputs are queued, in the plan's order: converted-entry copies, entry rows, the
     # aggregate last. Any subset of these writes surviving a crash is safe (logic/cards.py); a replay writes them
     # again so the changelogs surely have them.
@@ -62,6 +64,6 @@ async def _card(key: bytes, group, writes: tables.TableWrites) -> None:
             await writes.put(entries_table, cards.index_key(voucher_id, rec.seq, rec.entry.id), b"")
     if plan.card is not None:
         await writes.put(cards_table, key, codec.dump(plan.card))
-    if out.frozen:
+    if outputs.frozen:
         metrics.change("entries", "retired_changed")
     metrics.change("cards", plan.kind)

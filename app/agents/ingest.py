@@ -6,7 +6,7 @@ import logging
 from app.ops import metrics
 from app.agents.batches import take
 from app.agents.deadletter import dead_letter
-from app.agents.publish import publish
+from app.agents.publish import Outbox
 from app.logic.decode import Accepted, Rejected, Skipped, decode
 from app.main import app, events_topic, settings, webhooks_topic
 from app.models import codec
@@ -18,12 +18,14 @@ logger = logging.getLogger(__name__)
 @app.agent(webhooks_topic, name="ingest")
 async def ingest(stream):
     async for batch in take(stream, "ingest"):  # raw delivery bytes
+        out = Outbox()
         for event in batch:
-            await _one(event)
+            await _one(event, out)
+        await out.send()
         metrics.stage_done("ingest", (event.message.timestamp for event in batch))
 
 
-async def _one(event) -> None:
+async def _one(event, out: Outbox) -> None:
     """Validate one delivery; re-key it by voucher, or skip it, or dead-letter it."""
     try:
         outcome = decode(event.value, event.headers, max_bytes=settings.max_delivery_bytes)
@@ -34,7 +36,7 @@ async def _one(event) -> None:
         ev = outcome.event  # NormalizedEvent
         # Re-key by voucher: every event of one card is then processed in order by one worker. The record
         # keeps the delivery's timestamp, so later stages measure latency from when it was written.
-        await publish(events_topic, ev.voucher_id.encode(), codec.dump(ev), timestamp=event.message.timestamp)
+        await out.add(events_topic, ev.voucher_id.encode(), codec.dump(ev), timestamp=event.message.timestamp)
         metrics.delivery(ev.step.value, "processed")
     elif isinstance(outcome, Skipped):
         metrics.skipped(outcome.event_type)

@@ -2,20 +2,23 @@
 
 Faust's `table[key] = value` sends each changelog record through its per-message path (a FutureMessage, its
 producer buffer and buffer task, a callback per record that writes the persisted changelog offset into RocksDB:
-one extra RocksDB write per record). With TABLE_WRITES=direct (the default) a batch writes the local store and
-sends the changelog record straight to the producer, like every other record (`publish`, with its commit guard),
-and records the persisted offset once per changelog partition per batch, from the acknowledgement of the last
-record sent to it (records of one partition are acknowledged in order, and every one of them was written locally
-before it was sent). The changelog records are the same bytes either way: recovery, standbys and the bulk
-restore read them as before.
+one extra RocksDB write per record). With TABLE_WRITES=direct (the default) a batch puts each changelog record in
+the batch's outbox with its other records (agents/publish.py: one producer batch per partition, the commit
+guard), writes the local store once per table partition after the outbox was sent (one RocksDB write batch: a
+key's group reads only its own keys, which no other group of the batch writes), and only then records the
+persisted offset, once per changelog partition, from the acknowledgement of the last batch sent to it (batches of
+one partition are acknowledged in order, and all their records are in the local store by then). A crash before
+the local write loses nothing: the changelog records past the persisted offset are read back at start. The
+changelog records are the same bytes either way: recovery, standbys and the bulk restore read them as before.
 """
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import faust
 
-from app.agents.publish import publish
+from app.agents.publish import Outbox
 from app.compat import internals
 from app.main import app, settings
 
@@ -33,18 +36,21 @@ def get(table: faust.TableT, key: bytes) -> bytes | None:
 
 
 class TableWrites:
-    """Writes of one batch. Use `put`/`delete` with the key's event current (batches.by_key does that), then
-    `done()` once the batch's writes are all sent."""
+    """Writes of one batch, whose changelog records go into the batch's outbox. Use `put`/`delete` with the key's
+    event current (batches.by_key does that), then `done()` once the outbox has been sent. Reads (`get`) see the
+    local store as it was before the batch."""
 
-    def __init__(self) -> None:
-        self._last: dict[tuple[faust.TableT, int], asyncio.Future] = {}  # each changelog partition's last send
+    def __init__(self, outbox: Outbox) -> None:
+        self._outbox = outbox
+        self._changelogs: dict[tuple[faust.TableT, int], str] = {}  # each table partition written: its changelog
+        self._local: dict[tuple[faust.TableT, int], Any] = {}  # each table partition's RocksDB write batch
 
     async def put(self, table: faust.TableT, key: bytes, value: bytes) -> None:
         if not DIRECT:
             table[key] = value
             return
         partition = internals.current_partition()
-        internals.store_put(table, partition, key, value)
+        self._writes(table, partition).put(key, value)
         await self._send(table, partition, key, value)
 
     async def delete(self, table: faust.TableT, key: bytes) -> None:
@@ -53,20 +59,32 @@ class TableWrites:
             del table[key]
             return
         partition = internals.current_partition()
-        internals.store_delete(table, partition, key)
+        self._writes(table, partition).delete(key)
         await self._send(table, partition, key, None)
 
+    def _writes(self, table: faust.TableT, partition: int) -> Any:
+        batch = self._local.get((table, partition))
+        if batch is None:
+            batch = self._local[(table, partition)] = internals.write_batch()
+            self._changelogs[(table, partition)] = table.changelog_topic.get_topic_name()
+        return batch
+
     async def _send(self, table: faust.TableT, partition: int, key: bytes, value: bytes | None) -> None:
-        fut = await publish(table.changelog_topic.get_topic_name(), key, value, partition=partition)
-        self._last[(table, partition)] = fut
+        await self._outbox.add(self._changelogs[(table, partition)], key, value, partition=partition)
 
     def done(self) -> None:
-        for (table, partition), fut in self._last.items():
-            fut.add_done_callback(lambda f, t=table, p=partition: _persisted(t, p, f))
-        self._last.clear()
+        """After the outbox was sent: write the local stores, then record each changelog partition's persisted
+        offset once its last batch is acknowledged."""
+        for (table, partition), batch in self._local.items():
+            internals.store_write(table, partition, batch)
+        for (table, partition), topic in self._changelogs.items():
+            fut, count = self._outbox.last_sent(topic, partition)
+            fut.add_done_callback(lambda f, t=table, p=partition, n=count: _persisted(t, p, f, n))
+        self._local.clear()
+        self._changelogs.clear()
 
 
-def _persisted(table: faust.TableT, partition: int, fut: asyncio.Future) -> None:
-    if fut.cancelled() or fut.exception() is not None:
+def _persisted(table: faust.TableT, partition: int, fut: asyncio.Future, records: int) -> None:
+    if fut.cancelled() or fut.exception() is not None or fut.result() is None:
         return  # refused: the commit guard stops the worker; the persisted offset stays behind
-    internals.set_persisted_offset(table, partition, fut.result().offset)
+    internals.set_persisted_offset(table, partition, fut.result().offset + records - 1)  # the batch's last record

@@ -66,15 +66,16 @@ def store_get(table: faust.TableT, partition: int, key: bytes) -> bytes | None:
     return table.data._db_for_partition(partition).get(key)
 
 
-def store_put(table: faust.TableT, partition: int, key: bytes, value: bytes) -> None:
-    """Write a table's local RocksDB of `partition` only, not its changelog: what Faust's `table[key] = value`
-    does after queueing the changelog record (raw serializers: bytes stay bytes), without the key index."""
-    table.data._db_for_partition(partition).put(key, value)
+def write_batch() -> Any:
+    """An empty RocksDB write batch, raw keys and values like Faust's own databases (for `store_write`)."""
+    return rocksdict.WriteBatch(raw_mode=True)
 
 
-def store_delete(table: faust.TableT, partition: int, key: bytes) -> None:
-    """Delete a key from a table's local RocksDB of `partition` only (a blind delete; no changelog record)."""
-    table.data._db_for_partition(partition).delete(key)
+def store_write(table: faust.TableT, partition: int, batch: Any) -> None:
+    """Apply a write batch (puts and deletes) to the table's local RocksDB of `partition` only, not its changelog:
+    what Faust's `table[key] = value` and `del table[key]` do after queueing the changelog record, one batch
+    instead of one write (and one write-ahead-log append) per key, and without Faust's key index."""
+    table.data._db_for_partition(partition).write(batch)
 
 
 def set_persisted_offset(table: faust.TableT, partition: int, offset: int) -> None:
@@ -137,3 +138,18 @@ async def wait_on_metadata(app: faust.App, topic: str) -> bool:
     client.add_topic(topic)
     await client._wait_on_metadata(topic)
     return True
+
+
+def kafka_producer(app: faust.App) -> Any:
+    """The aiokafka producer behind Faust's (for `create_batch` / `send_batch`: agents/publish.py's Outbox)."""
+    return app.producer._ensure_producer()
+
+
+async def partition_count(producer: Any, topic: str) -> int:
+    """How many partitions `topic` has, from the producer's metadata (fetched first if it has none, as aiokafka's
+    `send` does)."""
+    partitions = producer.client.cluster.partitions_for_topic(topic)
+    if partitions is None:
+        await producer.client._wait_on_metadata(topic)
+        partitions = producer.client.cluster.partitions_for_topic(topic)
+    return len(partitions)
