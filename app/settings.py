@@ -38,7 +38,9 @@ class Settings(BaseSettings):
     broker_wait_s: float = Field(0.0, ge=0, description="how long a starting worker waits for the broker "
                                                         "(0 = forever)")
     # Larger batches are faster on Apache Kafka; 3 ms cost a fifth of the throughput on the embedded broker.
-    kafka_producer_linger_ms: float = Field(0.0, ge=0, description="how long the producer waits to fill a batch")
+    kafka_producer_linger_ms: float = Field(0.0, ge=0, description=(
+        "how long the producer waits to fill a batch of single records (dead letters, the webhook endpoint's "
+        "writes); the stages send each batch's records as whole producer batches"))
     # The embedded broker holds a fetch for its whole wait even when records arrive; on Apache Kafka this only
     # bounds the idle polling rate (app/compat/fetch_wait.py).
     kafka_fetch_max_wait_ms: int = Field(20, ge=1, le=5000, description=(

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from app.agents.batches import by_key, loaded, take
-from app.agents.publish import Outbox
+from app.agents.publish import Outbox, stop_on_error
 from app.agents import tables
 from app.compat import internals
 from app.logic import cards
@@ -20,14 +20,15 @@ RETIRE_AFTER = settings.retire_after
 @app.agent(events_topic, name="cards")
 async def process_cards(stream):
     async for batch in take(stream, "cards"):  # (voucher_id, NormalizedEvent) records
-        valid = await loaded(batch, NormalizedEvent, lambda ev: ev.voucher_id)
-        out = Outbox()
-        writes = tables.TableWrites(out)
-        for key, group in by_key(valid):  # one aggregate read and write per card per batch
-            await _card(key, group, out, writes)
-        await out.send()
-        writes.done()
-        metrics.stage_done("cards", (event.message.timestamp for event in batch))
+        with stop_on_error("cards"):  # an unexpected error stops the worker (agents/publish.py)
+            valid = await loaded(batch, NormalizedEvent, lambda ev: ev.voucher_id)
+            out = Outbox()
+            writes = tables.TableWrites(out)
+            for key, group in by_key(valid):  # one aggregate read and write per card per batch
+                await _card(key, group, out, writes)
+            await out.send()
+            writes.done()
+            metrics.stage_done("cards", (event.message.timestamp for event in batch))
 
 
 async def _card(key: bytes, group, out: Outbox, writes: tables.TableWrites) -> None:

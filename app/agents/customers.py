@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from app.ops import metrics
 from app.agents.batches import by_key, loaded, take
-from app.agents.publish import Outbox
+from app.agents.publish import Outbox, stop_on_error
 from app.agents import tables
 from app.logic import customers
 from app.main import app, card_updates_topic, customer_state_topic, customers_table
@@ -16,21 +16,22 @@ from app.models.records import CardSummary, CustomerState
 @app.agent(card_updates_topic, name="customers")
 async def process_customers(stream):
     async for batch in take(stream, "customers"):  # (customer_id, CardSummary) records
-        valid = await loaded(batch, CardSummary, lambda summary: summary.customer_id)
-        out = Outbox()
-        writes = tables.TableWrites(out)
-        for key, group in by_key(valid):  # one table read and write, one record per customer per batch
-            raw = tables.get(customers_table, key)
-            state = codec.load(CustomerState, raw) if raw is not None else None
-            new, record = customers.apply_batch(state, [(s, event.message.offset) for s, event in group])
-            if record is not None:
-                await out.add(customer_state_topic, key, codec.dump(record))
-            if new is not state or record is not None:
-                await writes.put(customers_table, key, codec.dump(new))
-                metrics.change("customers", "changed" if new is not state else "replay")
-            else:
-                metrics.change("customers", "unchanged")
-        await out.send()
-        writes.done()
-        # End to end: from the delivery being written to the input topic to its customer-point-state update.
-        metrics.stage_done("customers", (event.message.timestamp for event in batch))
+        with stop_on_error("customers"):  # an unexpected error stops the worker (agents/publish.py)
+            valid = await loaded(batch, CardSummary, lambda summary: summary.customer_id)
+            out = Outbox()
+            writes = tables.TableWrites(out)
+            for key, group in by_key(valid):  # one table read and write, one record per customer per batch
+                raw = tables.get(customers_table, key)
+                state = codec.load(CustomerState, raw) if raw is not None else None
+                new, record = customers.apply_batch(state, [(s, event.message.offset) for s, event in group])
+                if record is not None:
+                    await out.add(customer_state_topic, key, codec.dump(record))
+                if new is not state or record is not None:
+                    await writes.put(customers_table, key, codec.dump(new))
+                    metrics.change("customers", "changed" if new is not state else "replay")
+                else:
+                    metrics.change("customers", "unchanged")
+            await out.send()
+            writes.done()
+            # End to end: from the delivery being written to the input topic to its customer-point-state update.
+            metrics.stage_done("customers", (event.message.timestamp for event in batch))

@@ -6,7 +6,7 @@ import logging
 from app.ops import metrics
 from app.agents.batches import take
 from app.agents.deadletter import dead_letter
-from app.agents.publish import Outbox
+from app.agents.publish import Outbox, stop_on_error
 from app.logic.decode import Accepted, Rejected, Skipped, decode
 from app.main import app, events_topic, settings, webhooks_topic
 from app.models import codec
@@ -18,11 +18,12 @@ logger = logging.getLogger(__name__)
 @app.agent(webhooks_topic, name="ingest")
 async def ingest(stream):
     async for batch in take(stream, "ingest"):  # raw delivery bytes
-        out = Outbox()
-        for event in batch:
-            await _one(event, out)
-        await out.send()
-        metrics.stage_done("ingest", (event.message.timestamp for event in batch))
+        with stop_on_error("ingest"):  # an unexpected error stops the worker (agents/publish.py)
+            out = Outbox()
+            for event in batch:
+                await _one(event, out)
+            await out.send()
+            metrics.stage_done("ingest", (event.message.timestamp for event in batch))
 
 
 async def _one(event, out: Outbox) -> None:

@@ -17,12 +17,13 @@ worker stops, loudly; a restart reads the input again from the last commit (ever
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import faust
 from aiokafka.errors import MessageSizeTooLargeError
-from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from app.compat import internals, patch
 from app.main import app, settings
@@ -38,15 +39,27 @@ _refused: list[BaseException] = []
 FLUSH_DRAIN_S = 60.0
 
 
-def refused(exc: BaseException) -> None:
-    """Record a refused write and stop the worker (once)."""
+def refused(exc: BaseException, what: str = "a record was refused") -> None:
+    """Record a refused write (or a failed batch) and stop the worker (once)."""
     if _refused:
         return
     _refused.append(exc)
-    logger.error("a record was refused: %r. No offset will be committed from now on; stopping so the input is "
-                 "read again from the last commit (check KAFKA_MAX_RECORD_BYTES and the topic's "
-                 "max.message.bytes if this is a size error)", exc)
+    logger.error("%s: %r. No offset will be committed from now on; stopping so the input is read again from the "
+                 "last commit (check KAFKA_MAX_RECORD_BYTES and the topic's max.message.bytes if this is a size "
+                 "error)", what, exc)
     asyncio.ensure_future(app.crash(RecordRefused(repr(exc))))
+
+
+@contextlib.contextmanager
+def stop_on_error(stage: str) -> Iterator[None]:
+    """Around a stage's batch: an unexpected error stops the worker like a refused record. Faust would restart the
+    agent and carry on with later batches, and a commit could then pass the failed batch's input, which was never
+    processed. Stopped instead, the worker reads it again from the last commit after a restart."""
+    try:
+        yield
+    except Exception as exc:
+        refused(exc, f"the {stage} stage failed on a batch")
+        raise
 
 
 def _check(fut: asyncio.Future) -> None:
@@ -88,14 +101,18 @@ class Outbox:
                   partition: int | None = None) -> None:
         name = topic if isinstance(topic, str) else topic.get_topic_name()
         headers = headers or []
-        size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)
+        size = internals.record_size(key, value, headers)
         if size > settings.kafka_max_record_bytes:  # what aiokafka's send checks; the broker would refuse it
             exc = MessageSizeTooLargeError(f"The message is {size} bytes when serialized which is larger than "
                                            f"KAFKA_MAX_RECORD_BYTES ({settings.kafka_max_record_bytes}), topic {name}")
             refused(exc)
             raise exc
         if partition is None:
-            n = await internals.partition_count(self._producer, name)
+            try:
+                n = await internals.partition_count(self._producer, name)  # aiokafka's send would fail the same
+            except Exception as exc:  # way (no metadata for the topic): the commit guard stops the worker
+                refused(exc)
+                raise
             partition = _partitioner(key, range(n), range(n))
         tp = (name, partition)
         ts = int(timestamp * 1000) if timestamp is not None else None

@@ -11,6 +11,7 @@ from typing import Any
 
 import faust
 import rocksdict
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from faust import streams
 from faust.stores.rocksdb import Store as RocksDBStore
 
@@ -138,6 +139,12 @@ async def wait_on_metadata(app: faust.App, topic: str) -> bool:
     client.add_topic(topic)
     await client._wait_on_metadata(topic)
     return True
+
+
+def record_size(key: bytes | None, value: bytes | None, headers: list) -> int:
+    """A record's size as aiokafka's `send` checks it against `max_request_size` (its record-batch module's
+    estimate, the Cython class at runtime)."""
+    return DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)
 
 
 def kafka_producer(app: faust.App) -> Any:

@@ -94,6 +94,23 @@ def test_guard__after_a_record_is_refused_no_flush_lets_a_commit_through(guard):
     asyncio.run(scenario())
 
 
+def test_guard__a_stage_failing_on_a_batch_stops_every_later_commit(guard):
+    # Faust would restart the agent and go on with later batches; a commit could then pass the failed batch's input.
+    producer = _Producer()
+    guard._guarded(producer)
+
+    async def scenario():
+        await producer.flush()  # nothing failed yet: the commit may go ahead
+        with pytest.raises(ValueError):
+            with guard.stop_on_error("cards"):
+                raise ValueError("a bug in the card fold")
+        for _ in range(2):
+            with pytest.raises(guard.RecordRefused):
+                await producer.flush()
+
+    asyncio.run(scenario())
+
+
 def test_guard__flush_drains_fausts_buffer_before_the_commit(guard):
     producer = _Producer(buffered=5)
     guard._guarded(producer)
