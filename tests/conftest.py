@@ -7,11 +7,20 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import os
+
 import pytest
+from hypothesis import settings
 
 from tests.support.brokers import Broker, session_broker
 from devtools.workers import Worker
 
+# Property tests: the same examples on every run by default, so a suite run (and CI) passes or fails on the code,
+# not on which random examples it drew. `HYPOTHESIS_PROFILE=explore ./scripts/test tests/unit` searches new
+# random examples (and keeps failures in .hypothesis/ to replay); run it when changing the logic.
+settings.register_profile("repeatable", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 @pytest.fixture(scope="session")
