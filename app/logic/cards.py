@@ -21,6 +21,12 @@ tables' changelogs are written independently):
   (no row, or a row written by a batch whose aggregate write was lost: its `seq >= next_seq`), and is counted now.
 - Reprocessing the same input in the same order gives the same sequence numbers and versions (`version` is the
   last absorbed offset + 1), so a summary downstream is ordered the same way whichever writes survived.
+- Except where a replay counts a row written ahead of it (the row holds input the replay has not read again yet,
+  `EntryRecord.offset`): from there until the input is read again that far, its totals include later input, and
+  its summaries may rank below one the lost batch published (the customers stage keeps the highest version). So
+  the card remembers how far those rows had come (`repair_upto`), and when the input is read again up to there
+  (its totals then are those the lost run had at that point) the version moves past it and the summary is
+  published again, outranking anything the lost run published up to there.
 """
 from __future__ import annotations
 
@@ -153,7 +159,7 @@ class _Card:
     """A mutable working copy of a CardAgg for the length of one batch."""
 
     __slots__ = ("voucher_id", "owner", "former", "snapshot", "version", "last_offset", "next_seq", "live",
-                 "retired", "clock", "legacy", "owner_changed")
+                 "retired", "clock", "legacy", "owner_changed", "repair_upto")
 
     def __init__(self, agg: CardAgg):
         self.voucher_id = agg.voucher_id
@@ -168,6 +174,7 @@ class _Card:
         self.clock = agg.clock
         self.legacy = (agg.legacy_entries, agg.legacy_upto, agg.legacy_cleaned_upto)
         self.owner_changed = False
+        self.repair_upto = agg.repair_upto
 
     def freeze(self) -> CardAgg:
         return CardAgg(voucher_id=self.voucher_id, owner=self.owner, former_owners=tuple(self.former),
@@ -175,7 +182,7 @@ class _Card:
                        next_seq=self.next_seq, live=self.live, retired_activated=self.retired[0],
                        retired_canceled=self.retired[1], retired_entries=self.retired[2], clock=self.clock,
                        legacy_entries=self.legacy[0], legacy_upto=self.legacy[1],
-                       legacy_cleaned_upto=self.legacy[2])
+                       legacy_cleaned_upto=self.legacy[2], repair_upto=self.repair_upto)
 
     def absorb_card_facts(self, event: NormalizedEvent) -> bool:
         """Owner, snapshot and clock from one event; True if anything changed."""
@@ -197,6 +204,26 @@ class _Card:
             changed = True
         return changed
 
+    def note_ahead(self, row: EntryRecord | None, offset: int) -> None:
+        """A row counted now holds input past `offset` (written by a batch whose aggregate write was lost): until
+        the input is read again up to there, this card's totals include changes from further on."""
+        if row is not None and row.offset is not None and row.offset > offset:
+            self.repair_upto = max(self.repair_upto if self.repair_upto is not None else -1, row.offset)
+
+    def repair_done(self, last_offset: int) -> bool:
+        """After a batch read up to `last_offset`: once the input is read again as far as rows counted ahead of it
+        had come, the card's totals are what a run without the crash had at that point, and the lost batch may
+        have published a summary with a version up to `repair_upto + 1` that this replay's earlier ones do not
+        outrank: the version moves there and the summary is published again (True)."""
+        if self.repair_upto is None or last_offset < self.repair_upto:
+            return False
+        self.version = max(self.version, self.repair_upto + 1)
+        self.repair_upto = None
+        # The batch's records are all absorbed (those that changed nothing too): a replay of them after a crash
+        # that lost this write but kept the local one is then a replay, which writes the card and its summary again.
+        self.last_offset = max(self.last_offset, last_offset)
+        return True
+
     def retire(self, horizon: dt.timedelta) -> bool:
         """Fold finished entries older than the horizon (by the card's event-time clock) into the retired sums."""
         if self.clock is None:
@@ -214,6 +241,11 @@ class _Card:
         elif c[1] is Status.CANCELED:
             self.retired[1] += sign * c[2]
         self.retired[2] += sign
+
+
+def _merged_upto(row: EntryRecord | None, offset: int) -> int:
+    """A row's `offset` after merging the input record at `offset` into it."""
+    return offset if row is None or row.offset is None else max(row.offset, offset)
 
 
 def _new_card(event: NormalizedEvent) -> CardAgg:
@@ -259,13 +291,14 @@ def apply_batch(card: CardAgg | None, items: Sequence[tuple[NormalizedEvent, int
             replay = True
             touched[eid] = True
             seq = row.seq if row is not None else (work.live[eid][0] if eid in work.live else -1)
-            now[eid] = EntryRecord(voucher_id=work.voucher_id, seq=seq, entry=merged)
+            now[eid] = EntryRecord(voucher_id=work.voucher_id, seq=seq, entry=merged, offset=_merged_upto(row, offset))
             dirty[eid] = None
             continue
         this = work.absorb_card_facts(event)
         live = work.live.get(eid)
         # `ahead`: the row holds changes the aggregate never absorbed (its write was lost in a crash), so this
         # entry's outputs may have been lost with it: they are published again.
+        counted = True  # the aggregate counts this entry's changes (not a retired one)
         if live is not None:
             seq = live[0]
             ahead = row is not None and live[5] != _crc(state)
@@ -278,6 +311,7 @@ def apply_batch(card: CardAgg | None, items: Sequence[tuple[NormalizedEvent, int
             # The row may already hold a change whose aggregate write was lost, so a delta against it could
             # count twice or never: a retired entry's totals are frozen. Its row and its outputs still follow.
             seq = row.seq
+            counted = False
             ahead = merged is state  # a late duplicate: cheap to answer with the current outputs
             if merged is not state and contribution(seq, merged)[:3] != contribution(seq, state)[:3]:
                 outputs_frozen += 1
@@ -289,8 +323,10 @@ def apply_batch(card: CardAgg | None, items: Sequence[tuple[NormalizedEvent, int
             this = True
         if ahead:
             touched[eid] = True
+            if counted:
+                work.note_ahead(row, offset)
         if row is None or merged is not state or row.seq != seq or ahead:  # ahead: the row may be only local
-            now[eid] = EntryRecord(voucher_id=work.voucher_id, seq=seq, entry=merged)
+            now[eid] = EntryRecord(voucher_id=work.voucher_id, seq=seq, entry=merged, offset=_merged_upto(row, offset))
             dirty[eid] = None
             this = True
         if this:
@@ -298,6 +334,8 @@ def apply_batch(card: CardAgg | None, items: Sequence[tuple[NormalizedEvent, int
             work.last_offset = offset
             work.version = offset + 1
         touched.setdefault(eid, False)
+    republish = work.repair_done(items[-1][1])
+    changed = changed or republish
     if changed:
         work.retire(retire_after)
     new = work.freeze() if (changed or card is None) else card
@@ -313,7 +351,7 @@ def apply_batch(card: CardAgg | None, items: Sequence[tuple[NormalizedEvent, int
             # the one before this batch: a replay cut into other batches may have published another in between.
             outputs.summaries += [_removed(new, new_facts, c) for c in new.former_owners
                                   if c != new.owner.customer_id]
-        if old_facts != new_facts:
+        if old_facts != new_facts or republish:
             outputs.summaries.append(_summary(new, new_facts))
 
     for eid, replayed in touched.items():

@@ -132,7 +132,7 @@ class CardAgg(_Strict):
     owner: Owner
     former_owners: tuple[str, ...] = ()  # most recent last, bounded: removals re-published on a replay
     snapshot: CardSnapshot | None = None
-    version: int = 0  # last_offset + 1 of the last change: the same on reprocessing, orders CardSummary records
+    version: int = 0  # last_offset + 1 of the last change (repair_upto + 1 after a repair): orders CardSummary records
     last_offset: int = -1  # the last `pending-points-events` record absorbed (replay detection)
     next_seq: int = 0  # entries counted so far; an entry row with seq < next_seq is counted (live or retired)
     live: dict[str, Live] = Field(default_factory=dict)
@@ -146,6 +146,9 @@ class CardAgg(_Strict):
     legacy_entries: int = 0
     legacy_upto: int | None = None
     legacy_cleaned_upto: int | None = None
+    # Rows counted ahead of the input (logic/cards.py, `note_ahead`): the furthest input they hold. When the input is
+    # read again up to there, the summary is published again with a version past it.
+    repair_upto: int | None = None
 
 
 class EntryRecord(_Strict):
@@ -154,6 +157,7 @@ class EntryRecord(_Strict):
     voucher_id: str
     seq: int  # order in which the card first counted it (-1: repaired after a crash, place unknown)
     entry: EntryState
+    offset: int | None = None  # the furthest input record merged into it (None: written before rows recorded it)
 
 
 class CardView(_Strict):

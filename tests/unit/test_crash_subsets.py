@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -291,15 +290,14 @@ class _Answers:
         return self._answers.pop(0)
 
 
-@pytest.mark.xfail(strict=True, reason="known defect (docs/design.md, 'A known gap'): a summary published by a "
-                                       "lost batch can outrank the replay's, which reached the same entries earlier")
 def test_a_replay_that_meets_rows_of_a_lost_batch_ends_with_the_cards_true_totals():
     """Found by the property above (random search): the input, the crash and the replay it drew, fixed.
 
     The lost batch published card v1 at version 14 (pending 0) and that summary reached the customer; its rows of
-    lopp_4 (with the later update, 1 point) and lopp_5 reached the changelog, its aggregate did not. The replay
-    meets lopp_4's row at offset 12 and counts it then, so its summary with pending 1 gets version 13 < 14 and is
-    ignored; later records change nothing, so nothing outranks version 14: the customer keeps pending 0."""
+    lopp_4 (with the later update at offset 16, 1 point) and lopp_5 reached the changelog, its aggregate did not.
+    The replay meets lopp_4's row at offset 12 and counts it then: its summary with pending 1 had version 13 < 14
+    and was ignored, and later records changed nothing, so the customer kept pending 0. Now the card remembers the
+    row had come to offset 16, and when the replay has read that far it publishes again with version 17."""
     on = T0.date() + dt.timedelta(days=1)
     steps = [  # (entry, voucher, step, points, minutes), all customer c1, in input order
         ("lopp_0", "v1", "added", 0, None), ("lopp_0", "v1", "activated", 0, 20_000),
