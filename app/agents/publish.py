@@ -108,11 +108,14 @@ class Outbox:
             refused(exc)
             raise exc
         if partition is None:
-            try:
-                n = await internals.partition_count(self._producer, name)  # aiokafka's send would fail the same
-            except Exception as exc:  # way (no metadata for the topic): the commit guard stops the worker
-                refused(exc)
-                raise
+            n = internals.partition_count(self._producer, name)
+            if n is None:  # first record for this topic: fetch its metadata, as aiokafka's send does
+                try:
+                    await internals.wait_on_metadata(self._producer, name)
+                except Exception as exc:  # aiokafka's send would fail the same way: the commit guard stops
+                    refused(exc)           # the worker
+                    raise
+                n = internals.partition_count(self._producer, name)
             partition = _partitioner(key, range(n), range(n))
         tp = (name, partition)
         ts = int(timestamp * 1000) if timestamp is not None else None

@@ -42,16 +42,17 @@ class TableWrites:
 
     def __init__(self, outbox: Outbox) -> None:
         self._outbox = outbox
-        self._changelogs: dict[tuple[faust.TableT, int], str] = {}  # each table partition written: its changelog
-        self._local: dict[tuple[faust.TableT, int], Any] = {}  # each table partition's RocksDB write batch
+        # each table partition written: its changelog topic and its RocksDB write batch
+        self._written: dict[tuple[faust.TableT, int], tuple[str, Any]] = {}
 
     async def put(self, table: faust.TableT, key: bytes, value: bytes) -> None:
         if not DIRECT:
             table[key] = value
             return
         partition = internals.current_partition()
-        self._writes(table, partition).put(key, value)
-        await self._send(table, partition, key, value)
+        changelog, local = self._partition(table, partition)
+        local.put(key, value)
+        await self._outbox.add(changelog, key, value, partition=partition)
 
     async def delete(self, table: faust.TableT, key: bytes) -> None:
         """A tombstone, also when the key is already gone locally."""
@@ -59,29 +60,26 @@ class TableWrites:
             del table[key]
             return
         partition = internals.current_partition()
-        self._writes(table, partition).delete(key)
-        await self._send(table, partition, key, None)
+        changelog, local = self._partition(table, partition)
+        local.delete(key)
+        await self._outbox.add(changelog, key, None, partition=partition)
 
-    def _writes(self, table: faust.TableT, partition: int) -> Any:
-        batch = self._local.get((table, partition))
-        if batch is None:
-            batch = self._local[(table, partition)] = internals.write_batch()
-            self._changelogs[(table, partition)] = table.changelog_topic.get_topic_name()
-        return batch
-
-    async def _send(self, table: faust.TableT, partition: int, key: bytes, value: bytes | None) -> None:
-        await self._outbox.add(self._changelogs[(table, partition)], key, value, partition=partition)
+    def _partition(self, table: faust.TableT, partition: int) -> tuple[str, Any]:
+        written = self._written.get((table, partition))
+        if written is None:
+            written = self._written[(table, partition)] = (table.changelog_topic.get_topic_name(),
+                                                           internals.write_batch())
+        return written
 
     def done(self) -> None:
         """After the outbox was sent: write the local stores, then record each changelog partition's persisted
         offset once its last batch is acknowledged."""
-        for (table, partition), batch in self._local.items():
-            internals.store_write(table, partition, batch)
-        for (table, partition), topic in self._changelogs.items():
-            fut, count = self._outbox.last_sent(topic, partition)
+        for (table, partition), (_changelog, local) in self._written.items():
+            internals.store_write(table, partition, local)
+        for (table, partition), (changelog, _local) in self._written.items():
+            fut, count = self._outbox.last_sent(changelog, partition)
             fut.add_done_callback(lambda f, t=table, p=partition, n=count: _persisted(t, p, f, n))
-        self._local.clear()
-        self._changelogs.clear()
+        self._written.clear()
 
 
 def _persisted(table: faust.TableT, partition: int, fut: asyncio.Future, records: int) -> None:

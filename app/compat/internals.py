@@ -131,9 +131,10 @@ def consumer_position(consumer: Any, tp) -> int:
     return read + 1 if read is not None else committed if committed is not None else 0
 
 
-async def wait_on_metadata(app: faust.App, topic: str) -> bool:
-    """Make the producer's client fetch metadata for `topic`; False if it already had it."""
-    client = app.producer._ensure_producer().client  # the aiokafka client behind Faust's producer
+async def wait_on_metadata(producer: Any, topic: str) -> bool:
+    """Make an aiokafka producer's client (`kafka_producer(app)`: Faust's) fetch metadata for `topic`; False if it
+    already had it."""
+    client = producer.client
     if client.cluster.partitions_for_topic(topic) is not None:
         return False
     client.add_topic(topic)
@@ -152,11 +153,7 @@ def kafka_producer(app: faust.App) -> Any:
     return app.producer._ensure_producer()
 
 
-async def partition_count(producer: Any, topic: str) -> int:
-    """How many partitions `topic` has, from the producer's metadata (fetched first if it has none, as aiokafka's
-    `send` does)."""
+def partition_count(producer: Any, topic: str) -> int | None:
+    """How many partitions `topic` has in an aiokafka producer's metadata (None: none yet, `wait_on_metadata`)."""
     partitions = producer.client.cluster.partitions_for_topic(topic)
-    if partitions is None:
-        await producer.client._wait_on_metadata(topic)
-        partitions = producer.client.cluster.partitions_for_topic(topic)
-    return len(partitions)
+    return len(partitions) if partitions is not None else None

@@ -25,7 +25,7 @@ from app.ops.health import not_ready_reason
 
 async def _ensure_metadata(topic: str) -> None:
     try:
-        await internals.wait_on_metadata(app, topic)
+        await internals.wait_on_metadata(internals.kafka_producer(app), topic)
     except Exception as exc:
         raise ServiceUnavailable(f"no partition metadata for {topic} yet: {exc!r}") from exc
 

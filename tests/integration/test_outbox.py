@@ -4,6 +4,7 @@ the order a per-record `send` would have put them, and the last batch's acknowle
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -25,6 +26,19 @@ async def _create(bootstrap: str, topic: str) -> None:
         await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
     finally:
         await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def _outbox(bootstrap: str, topic: str):
+    """An outbox over a producer of its own, on a new topic of PARTITIONS partitions; flushed at the end."""
+    await _create(bootstrap, topic)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, partitioner=CachedPartitioner())
+    await producer.start()
+    try:
+        yield Outbox(producer)
+        await producer.flush()
+    finally:
+        await producer.stop()
 
 
 async def _read(bootstrap: str, topic: str, expected: int) -> dict[int, list]:
@@ -50,18 +64,11 @@ def test_outbox__records_land_on_kafkas_default_partition_in_the_order_added(bro
     keys = [f"cust_{i % 7}".encode() for i in range(60)]  # repeated keys: per-key order must hold
 
     async def run():
-        await _create(broker.bootstrap, topic)
-        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, partitioner=CachedPartitioner())
-        await producer.start()
-        try:
-            out = Outbox(producer)
+        async with _outbox(broker.bootstrap, topic) as out:
             for i, key in enumerate(keys):
                 await out.add(topic, key, b"%d" % i, timestamp=1_700_000_000.5 + i,
                               headers=[("n", b"%d" % i)])
             await out.send()
-            await producer.flush()
-        finally:
-            await producer.stop()
         return await _read(broker.bootstrap, topic, len(keys))
 
     got = asyncio.run(run())
@@ -81,19 +88,13 @@ def test_outbox__a_partition_past_one_batch_keeps_order_and_its_last_ack_locates
     n, big = 120, 70_000  # 120 x 1 KB records: several 16 KB producer batches; one record larger than a batch
 
     async def run():
-        await _create(broker.bootstrap, topic)
-        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, partitioner=CachedPartitioner())
-        await producer.start()
-        try:
-            out = Outbox(producer)
+        async with _outbox(broker.bootstrap, topic) as out:
             for i in range(n):
                 value = b"%05d" % i + (b"x" * (big if i == 60 else 1000))
                 await out.add(topic, b"k", value, partition=2)
             await out.send()
             fut, count = out.last_sent(topic, 2)
             last = (await fut).offset + count - 1
-        finally:
-            await producer.stop()
         return last, await _read(broker.bootstrap, topic, n)
 
     last, got = asyncio.run(run())
