@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     fast_drain: bool = Field(True, description=(
         "hand each fetched record to the agents inline instead of through four tasks per record "
         "(app/compat/fast_drain.py; false = Faust's own loop, kept to measure the difference)"))
+    stream_feed: Literal["direct", "faust"] = Field("direct", description=(
+        "how records reach the stages: `direct` hands each source topic's records to its agent in batches "
+        "(app/compat/direct_feed.py); `faust` goes through Faust's per-record event, channel queue and stream "
+        "(kept to measure the difference: docs/benchmark.md)"))
     # Several times faster than Faust's own recovery, which then only reads what was written since.
     bulk_restore: bool = Field(True, description=(
         "before Faust starts, bring local tables up to their changelogs with a plain consumer "

@@ -2,9 +2,8 @@
 
 Each stage folds a batch per key: one table read and write and one output record per key per batch, instead of
 per record. Faust routes a table write (its changelog partition and its RocksDB partition) by the *current
-event*, a context variable set while a stream is iterated one event at a time. `take_events` fills its buffer
-in another task, so in the agent that variable is stale: each key's group is processed with its own last event
-made current, which is an event of that key's partition.
+event*, a context variable set while a stream is iterated one event at a time; batches are not taken that way,
+so each key's group is processed with an event of its own last record made current (that key's partition).
 """
 from __future__ import annotations
 
@@ -13,11 +12,12 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Callable, TypeVar
 
 import faust
+from faust.types import Message
 from pydantic import BaseModel, ValidationError
 
 from app.agents.deadletter import dead_letter
-from app.compat import internals
-from app.main import settings
+from app.compat import direct_feed, internals
+from app.main import app, settings
 from app.models import codec
 from app.models.records import DeadLetterReason
 from app.ops import metrics
@@ -26,17 +26,31 @@ T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 
 
-async def take(stream: faust.StreamT, stage: str) -> AsyncIterator[Sequence[faust.EventT]]:
-    """Batches of this stream's events: from the first record, what arrives within STREAM_BATCH_WITHIN_MS, at most
-    STREAM_BATCH_MAX records.
+async def take(stream: faust.StreamT, stage: str) -> AsyncIterator[Sequence[Message]]:
+    """Batches of this agent's input records (Faust `Message`s): from the first record, what arrives within
+    STREAM_BATCH_WITHIN_MS, at most STREAM_BATCH_MAX records. A batch is acknowledged (its offsets become
+    committable) only after the agent finished it: an agent failing inside a batch never lets the worker commit
+    records it did not process; they are read again (every stage is idempotent).
 
-    Built like Faust's `Stream.take_events` (a processor fills the buffer while the stream drains passively), with
-    two differences. It sleeps until a record arrives instead of waking every window: three agents polling every
-    millisecond saturated the worker (latency at 200/s offered, p50: 336 ms with a 1 ms window, 72 ms with 10 ms).
-    And a batch is acknowledged (its offsets become committable) only after the agent finished it: `take_events`
-    acknowledges in a `finally`, so an agent failing inside a batch would let the worker commit records it never
-    processed. Here they are read again (every stage is idempotent).
-    """
+    With STREAM_FEED=direct (the default) the records come straight from the consumer (app/compat/direct_feed.py),
+    without an Event, a channel queue and a stream step per record. STREAM_FEED=faust takes them through the
+    agent's Faust stream (`_stream_batches`), as before: kept to measure the difference."""
+    if settings.stream_feed == "direct":
+        feed = direct_feed.feed(app, stream, maxsize=max(2 * settings.stream_batch_max, 4096))
+        async for batch in feed.batches(settings.stream_batch_max, settings.stream_batch_within_ms / 1000.0,
+                                        lambda n: metrics.batch(stage, n)):
+            yield batch
+    else:
+        async for batch in _stream_batches(stream, stage):
+            yield batch
+
+
+async def _stream_batches(stream: faust.StreamT, stage: str) -> AsyncIterator[Sequence[Message]]:
+    """`take` through the agent's Faust stream. Built like Faust's `Stream.take_events` (a processor fills the
+    buffer while the stream drains passively), with two differences. It sleeps until a record arrives instead of
+    waking every window: three agents polling every millisecond saturated the worker (latency at 200/s offered,
+    p50: 336 ms with a 1 ms window, 72 ms with 10 ms). And a batch is acknowledged only after the agent finished
+    it: `take_events` acknowledges in a `finally`."""
     max_ = settings.stream_batch_max
     within = settings.stream_batch_within_ms / 1000.0
     events: list[faust.EventT] = []
@@ -75,7 +89,7 @@ async def take(stream: faust.StreamT, stage: str) -> AsyncIterator[Sequence[faus
             full.clear()
             nonempty.clear()
             metrics.batch(stage, len(batch))
-            yield batch
+            yield [event.message for event in batch]
             for event in batch:
                 await stream.ack(event)
             accepting.set()
@@ -84,27 +98,28 @@ async def take(stream: faust.StreamT, stage: str) -> AsyncIterator[Sequence[faus
         internals.remove_processor(stream, add_to_buffer)
 
 
-async def loaded(batch: Sequence[faust.EventT], model: type[M],
-                 key_of: Callable[[M], str]) -> list[tuple[bytes, M, faust.EventT]]:
-    """Each internal record of the batch as (key, model, event); one that does not validate is dead-lettered."""
+async def loaded(batch: Sequence[Message], model: type[M],
+                 key_of: Callable[[M], str]) -> list[tuple[bytes, M, Message]]:
+    """Each internal record of the batch as (key, model, message); one that does not validate is dead-lettered."""
     out = []
-    for event in batch:
+    for message in batch:
         try:
-            value = codec.load(model, event.value)
+            value = codec.load(model, message.value)
         except ValidationError as exc:
-            await dead_letter(event, DeadLetterReason(code="invalid_internal_record", detail=str(exc)[:300]))
+            await dead_letter(message, DeadLetterReason(code="invalid_internal_record", detail=str(exc)[:300]))
             continue
-        out.append((key_of(value).encode(), value, event))
+        out.append((key_of(value).encode(), value, message))
     return out
 
 
-def by_key(items: Sequence[tuple[bytes, T, faust.EventT]]) -> Iterator[tuple[bytes, list[tuple[T, faust.EventT]]]]:
-    """Group (key, value, event) by key, keeping each key's arrival (= offset) order; yields with the group's
-    last event made current."""
-    groups: dict[bytes, list[tuple[T, faust.EventT]]] = {}
-    for key, value, event in items:
-        groups.setdefault(key, []).append((value, event))
+def by_key(items: Sequence[tuple[bytes, T, Message]]) -> Iterator[tuple[bytes, list[tuple[T, Message]]]]:
+    """Group (key, value, message) by key, keeping each key's arrival (= offset) order; yields with an event of
+    the group's last record made current."""
+    groups: dict[bytes, list[tuple[T, Message]]] = {}
+    for key, value, message in items:
+        groups.setdefault(key, []).append((value, message))
     for key, group in groups.items():
-        internals.make_current(group[-1][1])
+        current = faust.Event(app, None, None, None, group[-1][1])  # held here: the context keeps a weak reference
+        internals.make_current(current)
         yield key, group
 

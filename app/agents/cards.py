@@ -28,7 +28,7 @@ async def process_cards(stream):
                 await _card(key, group, out, writes)
             await out.send()
             writes.done()
-            metrics.stage_done("cards", (event.message.timestamp for event in batch))
+            metrics.stage_done("cards", (message.timestamp for message in batch))
 
 
 async def _card(key: bytes, group, out: Outbox, writes: tables.TableWrites) -> None:
@@ -42,8 +42,8 @@ async def _card(key: bytes, group, out: Outbox, writes: tables.TableWrites) -> N
         value = tables.get(cards_table, cards.legacy_key(voucher_id, seq))
         return codec.load(EntryRecord, value) if value is not None else None
 
-    last = group[-1][1].message
-    plan = cards.plan_batch(tables.get(cards_table, key), [(ev, event.message.offset) for ev, event in group], row,
+    last = group[-1][1]
+    plan = cards.plan_batch(tables.get(cards_table, key), [(ev, message.offset) for ev, message in group], row,
                             side_row, internals.committed_offset(app.consumer, last.tp), project_tz, RETIRE_AFTER)
     outputs = plan.outputs
     for summary in outputs.summaries:  # re-key: voucher -> customer

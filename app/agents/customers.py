@@ -23,7 +23,7 @@ async def process_customers(stream):
             for key, group in by_key(valid):  # one table read and write, one record per customer per batch
                 raw = tables.get(customers_table, key)
                 state = codec.load(CustomerState, raw) if raw is not None else None
-                new, record = customers.apply_batch(state, [(s, event.message.offset) for s, event in group])
+                new, record = customers.apply_batch(state, [(s, message.offset) for s, message in group])
                 if record is not None:
                     await out.add(customer_state_topic, key, codec.dump(record))
                 if new is not state or record is not None:
@@ -34,4 +34,4 @@ async def process_customers(stream):
             await out.send()
             writes.done()
             # End to end: from the delivery being written to the input topic to its customer-point-state update.
-            metrics.stage_done("customers", (event.message.timestamp for event in batch))
+            metrics.stage_done("customers", (message.timestamp for message in batch))

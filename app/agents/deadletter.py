@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-import faust
+from faust.types import Message
 
 import topics
 from app.ops import metrics
@@ -31,9 +31,9 @@ def fit(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
     return value[:max(0, room - 64)], headers
 
 
-async def dead_letter(event: faust.EventT, reason: DeadLetterReason, *, event_type: str | None = None) -> None:
-    """`event_type`: the delivery's step (or "unknown") when it is an input delivery; None for internal records."""
-    msg = event.message
+async def dead_letter(msg: Message, reason: DeadLetterReason, *, event_type: str | None = None) -> None:
+    """`msg`: the record (Faust's `Message`); `event_type`: the delivery's step (or "unknown") when it is an input
+    delivery; None for internal records."""
     headers = [(k, v) for k, v in (msg.headers or []) if not k.startswith("dlq-")]
     headers += [
         (topics.DLQ_REASON, reason.header().encode()),

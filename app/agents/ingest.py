@@ -17,19 +17,19 @@ logger = logging.getLogger(__name__)
 
 @app.agent(webhooks_topic, name="ingest")
 async def ingest(stream):
-    async for batch in take(stream, "ingest"):  # raw delivery bytes
+    async for batch in take(stream, "ingest"):  # raw deliveries
         with stop_on_error("ingest"):  # an unexpected error stops the worker (agents/publish.py)
             out = Outbox()
-            for event in batch:
-                await _one(event, out)
+            for message in batch:
+                await _one(message, out)
             await out.send()
-            metrics.stage_done("ingest", (event.message.timestamp for event in batch))
+            metrics.stage_done("ingest", (message.timestamp for message in batch))
 
 
-async def _one(event, out: Outbox) -> None:
+async def _one(message, out: Outbox) -> None:
     """Validate one delivery; re-key it by voucher, or skip it, or dead-letter it."""
     try:
-        outcome = decode(event.value, event.headers, max_bytes=settings.max_delivery_bytes)
+        outcome = decode(message.value, dict(message.headers or ()), max_bytes=settings.max_delivery_bytes)
     except Exception as exc:  # decode is total; this guards the partition against a bug in it
         logger.exception("decode failed")
         outcome = Rejected(DeadLetterReason(code="internal_error", detail=repr(exc)[:300]))
@@ -37,10 +37,10 @@ async def _one(event, out: Outbox) -> None:
         ev = outcome.event  # NormalizedEvent
         # Re-key by voucher: every event of one card is then processed in order by one worker. The record
         # keeps the delivery's timestamp, so later stages measure latency from when it was written.
-        await out.add(events_topic, ev.voucher_id.encode(), codec.dump(ev), timestamp=event.message.timestamp)
+        await out.add(events_topic, ev.voucher_id.encode(), codec.dump(ev), timestamp=message.timestamp)
         metrics.delivery(ev.step.value, "processed")
     elif isinstance(outcome, Skipped):
         metrics.skipped(outcome.event_type)
         logger.debug("skipped unsupported event type %r", outcome.event_type)
     else:
-        await dead_letter(event, outcome.reason, event_type=outcome.event_type or "unknown")
+        await dead_letter(message, outcome.reason, event_type=outcome.event_type or "unknown")
