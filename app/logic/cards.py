@@ -358,13 +358,17 @@ def apply_batch(card: CardAgg | None, items: Sequence[tuple[NormalizedEvent, int
         after_row, before_row = now[eid], before[eid]
         if after_row is None:
             continue
+        if not replayed and before_row is not None and before_row.entry is after_row.entry \
+                and before_row.voucher_id == after_row.voucher_id:
+            continue  # the same entry state: the same join and entry record as before
         new_act = entries.activation(after_row.entry, new.voucher_id, tz)
         if new_act is not None and (replayed or before_row is None
                                     or new_act != entries.activation(before_row.entry, new.voucher_id, tz)):
             outputs.activations.append(new_act)
-        new_rec = entry_record(after_row)
-        if replayed or before_row is None or new_rec != entry_record(before_row):
-            outputs.entries.append(new_rec)
+        new_facts = entries.view_facts(after_row.entry)
+        if replayed or before_row is None or before_row.voucher_id != after_row.voucher_id \
+                or new_facts != entries.view_facts(before_row.entry):
+            outputs.entries.append(_entry_record(after_row.voucher_id, new_facts))
     rows_out = {eid: now[eid] for eid in dirty}
     indexed = [eid for eid in dirty if touched[eid] or before[eid] is None or before[eid].seq != now[eid].seq]
     return CardResult(card=new, rows=rows_out, indexed=indexed, outputs=outputs, changed=changed or replay)
@@ -432,13 +436,15 @@ def summary(card: CardAgg) -> CardSummary:
 
 def entry_record(row: EntryRecord) -> PendingPointsEntry:
     """The `pending-points-entries` record of an entry row."""
-    e = row.entry
-    v = entries.view(e)
-    d = entries.descriptor(e)
+    return _entry_record(row.voucher_id, entries.view_facts(row.entry))
+
+
+def _entry_record(voucher_id: str, facts: tuple) -> PendingPointsEntry:
+    eid, st, pts, due, order_id, created, updated, activated, canceled, customer_id, campaign_id = facts
     return PendingPointsEntry(
-        pending_points_id=e.id, status=v.status, points=v.points, activates_at=v.activates_at,
-        voucher_id=row.voucher_id, customer_id=d.customer_id, campaign_id=d.campaign_id, order_id=v.order_id,
-        created_at=v.created_at, updated_at=v.updated_at, activated_at=v.activated_at, canceled_at=v.canceled_at,
+        pending_points_id=eid, status=st, points=pts, activates_at=due, voucher_id=voucher_id,
+        customer_id=customer_id, campaign_id=campaign_id, order_id=order_id, created_at=created, updated_at=updated,
+        activated_at=activated, canceled_at=canceled,
     )
 
 
