@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -89,34 +90,40 @@ class Outbox:
     keep the order they were added in.
     """
 
-    __slots__ = ("_producer", "_open", "_sent")
+    __slots__ = ("_producer", "_open", "_sent", "_partitions")
 
     def __init__(self, producer: Any = None) -> None:
         self._producer = producer if producer is not None else internals.kafka_producer(app)
         self._open: dict[tuple[str, int], list] = {}  # (topic, partition) -> [batch builder, records in it]
         self._sent: dict[tuple[str, int], tuple[asyncio.Future, int]] = {}  # last batch submitted, its records
+        self._partitions: dict[str, range] = {}  # each topic's partitions, read once per batch
 
     async def add(self, topic: faust.TopicT | str, key: bytes | None, value: bytes | None, *,
                   timestamp: float | None = None, headers: list[tuple[str, bytes]] | None = None,
                   partition: int | None = None) -> None:
-        name = topic if isinstance(topic, str) else topic.get_topic_name()
+        name = topic if isinstance(topic, str) else _name_of(topic)
         headers = headers or []
-        size = internals.record_size(key, value, headers)
-        if size > settings.kafka_max_record_bytes:  # what aiokafka's send checks; the broker would refuse it
+        # The exact estimate only when the record could be near the limit (a record's framing is under 100 bytes)
+        if ((len(key) if key else 0) + (len(value) if value else 0) + _HEADROOM > _MAX_RECORD
+                or headers) and (size := internals.record_size(key, value, headers)) > _MAX_RECORD:
+            # what aiokafka's send checks; the broker would refuse it
             exc = MessageSizeTooLargeError(f"The message is {size} bytes when serialized which is larger than "
-                                           f"KAFKA_MAX_RECORD_BYTES ({settings.kafka_max_record_bytes}), topic {name}")
+                                           f"KAFKA_MAX_RECORD_BYTES ({_MAX_RECORD}), topic {name}")
             refused(exc)
             raise exc
         if partition is None:
-            n = internals.partition_count(self._producer, name)
-            if n is None:  # first record for this topic: fetch its metadata, as aiokafka's send does
-                try:
-                    await internals.wait_on_metadata(self._producer, name)
-                except Exception as exc:  # aiokafka's send would fail the same way: the commit guard stops
-                    refused(exc)           # the worker
-                    raise
+            partitions = self._partitions.get(name)
+            if partitions is None:
                 n = internals.partition_count(self._producer, name)
-            partition = _partitioner(key, range(n), range(n))
+                if n is None:  # first record for this topic: fetch its metadata, as aiokafka's send does
+                    try:
+                        await internals.wait_on_metadata(self._producer, name)
+                    except Exception as exc:  # aiokafka's send would fail the same way: the commit guard stops
+                        refused(exc)           # the worker
+                        raise
+                    n = internals.partition_count(self._producer, name)
+                partitions = self._partitions[name] = range(n)  # for this batch
+            partition = _partitioner(key, partitions, partitions)
         tp = (name, partition)
         ts = int(timestamp * 1000) if timestamp is not None else None
         entry = self._open.get(tp)
@@ -152,6 +159,13 @@ class Outbox:
 
 
 _partitioner = app.conf.producer_partitioner  # the producer's own (app/main.py)
+_MAX_RECORD = settings.kafka_max_record_bytes
+_HEADROOM = 1024  # more than a record's framing and batch header in aiokafka's estimate
+
+
+@functools.lru_cache(maxsize=None)  # a handful of topics; get_topic_name() checks patterns on every call
+def _name_of(topic: faust.TopicT) -> str:
+    return topic.get_topic_name()
 
 
 async def store_delivery(topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]):
