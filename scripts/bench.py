@@ -373,19 +373,33 @@ def preseed(bootstrap: str, prefix: str, entries: int, per_card: int = 10) -> in
     return n_cards
 
 
-def latency(bootstrap: str, w: Worker, tag: str, rate: float, seconds: float) -> dict:
-    """Offer new deliveries at `rate`/s; end-to-end latency from input record to customer-point-state record."""
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def latency(bootstrap: str, w: Worker, tag: str, rate: float, seconds: float, broker_pid: int | None = None,
+            phase: int = 0) -> dict:
+    """Offer new deliveries at `rate`/s; end-to-end latency from input record to customer-point-state record. Also
+    the CPU the worker and the broker used meanwhile (% of one core): on these 2 shared cores it tells whether the
+    worker or the machine is the limit."""
     n = int(rate * seconds)
     prefix = f"{tag}-"
-    lat_tag = f"lat{int(rate)}"  # new cards and customers per rate: outputs are matched to deliveries by customer
+    # new cards and customers per phase: outputs are matched to deliveries by customer
+    lat_tag = f"lat{int(rate)}" + (f"p{phase}" if phase else "")
     log(f"[{tag}] latency: offering {n:,} deliveries at {rate:,.0f}/s")
     batch = [(d.key, d.value, d.headers) for d in (simulate.fresh_added(lat_tag, i) for i in range(n))]
     before = scrape(w)
+    pids = {"worker": w.process.pid, **({"broker": broker_pid} if broker_pid else {}), "load generator": os.getpid()}
+    cpu0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
     t0 = time.monotonic()
     produce(bootstrap, prefix + topics.WEBHOOKS.name, batch, rate=rate)
     offered = n / (time.monotonic() - t0)
     base = metric_sum(scrape(w), DELIVERIES)
     wait_drained(w, int(base), timeout=600, label=f"{tag} latency")
+    wall = time.monotonic() - t0
+    cpu = {k: round(100 * (cpu_seconds(pid) - cpu0[k]) / wall) for k, pid in pids.items()}
     after = scrape(w)
     stage_ms = {}  # mean time from the delivery being written until each stage finished it, during this phase
     for stage in ("ingest", "cards", "customers"):
@@ -403,19 +417,20 @@ def latency(bootstrap: str, w: Worker, tag: str, rate: float, seconds: float) ->
     lat.sort()
     q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) >= 2 else [float("nan")] * 99
     res = {"offered": n, "offered_per_s": round(offered, 1), "latency_samples": len(lat), "missing": len(sent),
-           "mean_ms_until_stage_done": stage_ms, "latency_p50_ms": round(q[49], 1), "latency_p99_ms": round(q[98], 1), "latency_max_ms": lat[-1] if lat else None}
+           "mean_ms_until_stage_done": stage_ms, "cpu_percent_of_one_core": cpu, "latency_p50_ms": round(q[49], 1), "latency_p99_ms": round(q[98], 1), "latency_max_ms": lat[-1] if lat else None}
     log(f"[{tag}] latency at {offered:,.0f}/s offered: p50 {res['latency_p50_ms']} ms, p99 {res['latency_p99_ms']} ms, "
         f"max {res['latency_max_ms']} ms ({len(lat):,} samples, {len(sent)} missing); mean until each stage done: "
-        f"{stage_ms}")
+        f"{stage_ms}; CPU (% of one core) {cpu}")
     return res
 
 
-def latencies(bootstrap: str, w: Worker, tag: str, rates: str, seconds: float) -> dict:
+def latencies(bootstrap: str, w: Worker, tag: str, rates: str, seconds: float, broker_pid: int | None = None) -> dict:
     """`latency` at each of the comma-separated rates in turn; the last one's figures at the top level."""
     by_rate = {}
-    for rate in (float(r) for r in rates.split(",")):
-        by_rate[f"{rate:g}"] = latency(bootstrap, w, tag, rate, seconds)
-    return {**by_rate[f"{rate:g}"], "latency_by_rate": by_rate}
+    for phase, rate in enumerate(float(r) for r in rates.split(",")):
+        key = f"{rate:g}" if f"{rate:g}" not in by_rate else f"{rate:g} (phase {phase + 1})"
+        by_rate[key] = latency(bootstrap, w, tag, rate, seconds, broker_pid, phase)
+    return {**by_rate[key], "latency_by_rate": by_rate}
 
 
 def recovery(bootstrap: str, work: Path, tag: str) -> dict:
@@ -563,7 +578,7 @@ def _run(args, out: Path, work: Path) -> None:
         workers += ws
         results.update(main_res)
         if "latency" in phases:
-            results.update(latencies(broker.bootstrap, w, "main", args.rate, args.latency_s))
+            results.update(latencies(broker.bootstrap, w, "main", args.rate, args.latency_s, broker.process.pid))
         w.stop()
         for i, text in enumerate(args.variant):  # the same input, the worker with other settings
             name, env = parse_variant(text)
@@ -573,7 +588,7 @@ def _run(args, out: Path, work: Path) -> None:
             vw = vws[0]
             res["ratio_pipeline_over_bare"] = round(res["pipeline_events_per_s"] / main_res["bare_events_per_s"], 3)
             if "latency" in phases:
-                res.update(latencies(broker.bootstrap, vw, f"v{i}", args.rate, args.latency_s))
+                res.update(latencies(broker.bootstrap, vw, f"v{i}", args.rate, args.latency_s, broker.process.pid))
             for each in vws:
                 each.stop()
             results.setdefault("variants", {})[name] = {"env": env, **res}
