@@ -11,13 +11,17 @@ appends the record (Faust's `Message`) to that topic's `Feed`, and the agent tak
 
 - **Flow control** as Faust's channels have it: the handler waits while the app's flow is suspended (a rebalance),
   and the feed is registered with `app.flow_control`, which clears it on a revocation like the channel queues
-  (records not taken yet are read again from the committed offset after the rebalance). A record fetched in an
-  older consumer generation is dropped when a batch is taken, as Faust's stream skips it.
+  (records not taken yet are read again from the committed offset after the rebalance). Nothing is taken while
+  the flow is suspended, and a record fetched in an older consumer generation is dropped when a batch is taken,
+  as Faust's stream skips both (it also acknowledges them; dropped here, they are simply read again).
 - **Acknowledgement** as the stream does it: a record is tracked as unacknowledged when its batch is taken (Faust's
   rebalance and shutdown wait for those, `Consumer.wait_empty`) and acknowledged with `Consumer.ack` only after the
   agent finished the batch, so a commit never covers a record that was not processed.
-- **Back-pressure**: at `maxsize` records waiting, the handler waits for room, which holds Faust's drain loop, as
-  a full channel queue does.
+- **Back-pressure**: at `maxsize` records waiting, the handler waits for room. That holds Faust's whole drain loop
+  (every topic) until the agent takes a batch, where a full channel queue made Faust pause fetching that one
+  partition; the stages do not wait for each other, so it delays, never deadlocks. A record that waited for room
+  across a revocation is dropped (read again after the rebalance). Faust's wait for its own producer buffer to
+  ebb is not done: the stages send through the outbox, not that buffer (with `TABLE_WRITES=faust` it is).
 - **Stall warning**: Faust's consumer warns about a partition whose stream took nothing for a while
   (`Monitor.stream_inbound_time`); a batch updates it for its partitions.
 """
@@ -44,14 +48,21 @@ class Feed:
         self._room.set()
         self._enough = asyncio.Event()  # a whole batch is waiting
         self._batch_max = 1
+        self._clears = 0
 
     async def on_message(self, message: Any) -> None:
         """The Conductor's handler for this topic's partitions: one call per fetched record."""
         flow = self.app.flow_control
         if not flow.is_active():
             await flow.acquire()  # a rebalance: wait, as Faust's channels do
-        while len(self._records) >= self.maxsize:
-            await self._room.wait()
+        if len(self._records) >= self.maxsize:
+            cleared = self._clears
+            while len(self._records) >= self.maxsize:
+                await self._room.wait()
+            if cleared != self._clears or not flow.is_active():
+                # A revocation cleared the feed while this record waited for room: it goes too (Faust's blocked
+                # `put` is cancelled there); the consumer reads it again from the committed offset.
+                return
         self._records.append(message)
         self._nonempty.set()
         if len(self._records) >= self._batch_max:
@@ -59,8 +70,13 @@ class Feed:
         if len(self._records) >= self.maxsize:
             self._room.clear()
 
+    def __len__(self) -> int:
+        """Records waiting to be taken."""
+        return len(self._records)
+
     def clear(self) -> None:
         """Drop the records not taken yet (`app.flow_control.clear()`, on a revocation)."""
+        self._clears += 1
         self._records.clear()
         self._nonempty.clear()
         self._enough.clear()
@@ -90,6 +106,8 @@ class Feed:
             if len(self._records) >= batch_max:
                 self._enough.set()
             self._room.set()
+            if not self.app.flow_control.is_active():  # a rebalance is on: read again after it, as Faust's
+                continue                                 # stream skips what it takes while the flow is suspended
             generation = self.app.consumer_generation_id
             batch = [m for m in batch if m.generation_id == generation]  # fetched before a rebalance: dropped
             if not batch:
@@ -129,7 +147,11 @@ def _install(conductor: Any) -> None:
     def make(original):
         def _build_handler(tp, channels):
             f = _feeds.get(tp.topic)
-            return f.on_message if f is not None else original(tp, channels)
+            if f is None:
+                return original(tp, channels)
+            if len(channels) != 1:  # a second stream on a fed topic would get nothing: refuse loudly
+                raise RuntimeError(f"direct feed: topic {tp.topic} has {len(channels)} subscribers, expected one")
+            return f.on_message
         return _build_handler
 
     patch(conductor, "_build_handler", make, "a fed topic's records go to its agent's batches, not through an "

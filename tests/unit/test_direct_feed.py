@@ -96,9 +96,7 @@ def test_a_revocation_drops_the_records_not_taken_yet_without_acknowledging_them
         app, feed = setup()
         for i in range(3):
             await feed.on_message(Message(i))
-        app.flow_control.suspend()
-        app.flow_control.clear()  # Faust's revocation clears every managed queue
-        app.flow_control.resume()
+        app.flow_control.clear()  # Faust's revocation clears every queue registered with its flow control
         await feed.on_message(Message(10))  # read again from the committed offset after the rebalance
         it = feed.batches(batch_max=10, within_s=0.001)
         batch = await it.__anext__()
@@ -149,3 +147,52 @@ def test_the_consumer_waits_while_the_flow_is_suspended_and_while_the_feed_is_fu
     suspended_waits, full_waits, batch, nxt = run(main())
     assert suspended_waits and full_waits
     assert batch == [0, 1] and nxt == [2]
+
+
+def test_a_record_waiting_for_room_when_a_revocation_clears_the_feed_is_dropped_not_taken_after_it():
+    async def main():
+        app, feed = setup(maxsize=2)
+        await feed.on_message(Message(0))
+        await feed.on_message(Message(1))
+        waiting = asyncio.ensure_future(feed.on_message(Message(2)))  # full: waits for room
+        await asyncio.sleep(0.01)
+        app.flow_control.suspend()  # Faust's revocation: suspend, then clear, with no wait in between
+        app.flow_control.clear()
+        await asyncio.wait_for(waiting, 1)  # the room it waited for came from the clear
+        assert len(feed) == 0  # not appended to the cleared feed
+        app.flow_control.resume()
+        await feed.on_message(Message(20))  # the first record read after the rebalance
+        it = feed.batches(batch_max=10, within_s=0.001)
+        batch = await it.__anext__()
+        await it.aclose()
+        return [m.offset for m in batch], app.consumer.acked
+
+    offsets, acked = run(main())
+    assert offsets == [20] and acked == []
+
+
+async def until(condition, deadline_s: float = 2.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline_s
+    while not condition():
+        assert loop.time() < end, "condition not reached before the deadline"
+        await asyncio.sleep(0.001)
+
+
+def test_nothing_is_taken_for_the_agent_while_the_flow_is_suspended():
+    async def main():
+        app, feed = setup()
+        await feed.on_message(Message(0))
+        await feed.on_message(Message(1))
+        app.flow_control.suspend()  # a rebalance started: what was fetched before is read again after it
+        it = feed.batches(batch_max=10, within_s=0.001)
+        first = asyncio.ensure_future(it.__anext__())
+        await until(lambda: len(feed) == 0)  # taken off the feed, and dropped
+        app.flow_control.resume()
+        await feed.on_message(Message(20))
+        batch = await asyncio.wait_for(first, 1)
+        await it.aclose()
+        return [m.offset for m in batch], app.consumer.acked
+
+    offsets, acked = run(main())
+    assert offsets == [20] and acked == []
