@@ -130,14 +130,14 @@ _feeds: dict[str, Feed] = {}
 def feed(app: Any, stream: Any, maxsize: int) -> Feed:
     """The feed of an agent's stream (one topic), created and hooked into the app on first use; the stream's
     channel is subscribed (iterating it registers the topic with the Conductor) but never read."""
-    topics = stream.channel.get_topic_name() if hasattr(stream.channel, "get_topic_name") else None
-    if topics is None:
+    name = stream.channel.get_topic_name() if hasattr(stream.channel, "get_topic_name") else None
+    if name is None:
         raise RuntimeError("direct feed: an agent stream over one topic is needed")
-    existing = _feeds.get(topics)
-    if existing is not None:
+    existing = _feeds.get(name)
+    if existing is not None:  # a restarted agent: the Conductor's handlers already point at this feed
         return existing
     aiter(stream.channel)  # subscribes the topic (Topic.__aiter__ adds it to app.topics)
-    f = _feeds[topics] = Feed(app, topics, maxsize)
+    f = _feeds[name] = Feed(app, name, maxsize)
     app.flow_control.manage_queue(f)
     _install(app.topics)
     return f
