@@ -38,9 +38,8 @@ from app.compat import patch
 class Feed:
     """The records of one source topic, waiting for its agent."""
 
-    def __init__(self, app: Any, topic: str, maxsize: int) -> None:
+    def __init__(self, app: Any, maxsize: int) -> None:
         self.app = app
-        self.topic = topic
         self.maxsize = maxsize
         self._records: list[Any] = []
         self._nonempty = asyncio.Event()
@@ -137,7 +136,7 @@ def feed(app: Any, stream: Any, maxsize: int) -> Feed:
     if existing is not None:  # a restarted agent: the Conductor's handlers already point at this feed
         return existing
     aiter(stream.channel)  # subscribes the topic (Topic.__aiter__ adds it to app.topics)
-    f = _feeds[name] = Feed(app, name, maxsize)
+    f = _feeds[name] = Feed(app, maxsize)
     app.flow_control.manage_queue(f)
     _install(app.topics)
     return f

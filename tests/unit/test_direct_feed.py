@@ -44,9 +44,17 @@ def run(coro):
 
 def setup(maxsize: int = 100) -> tuple[App, Feed]:
     app = App()
-    feed = Feed(app, "t", maxsize)
+    feed = Feed(app, maxsize)
     app.flow_control.manage_queue(feed)
     return app, feed
+
+
+async def first_batch(feed: Feed, within_s: float = 0.001) -> list:
+    """The first batch the agent would take."""
+    it = feed.batches(batch_max=10, within_s=within_s)
+    batch = await it.__anext__()
+    await it.aclose()
+    return batch
 
 
 def test_records_come_in_batches_of_at_most_the_max_and_are_acknowledged_only_after_the_agent_finished_them():
@@ -82,10 +90,8 @@ def test_a_batch_waits_for_the_window_to_collect_records_that_arrive_after_the_f
             await feed.on_message(Message(1))
 
         producer = asyncio.ensure_future(late())
-        it = feed.batches(batch_max=10, within_s=0.5)
-        batch = await it.__anext__()
+        batch = await first_batch(feed, within_s=0.5)
         await producer
-        await it.aclose()
         return [m.offset for m in batch]
 
     assert run(main()) == [0, 1]
@@ -98,10 +104,7 @@ def test_a_revocation_drops_the_records_not_taken_yet_without_acknowledging_them
             await feed.on_message(Message(i))
         app.flow_control.clear()  # Faust's revocation clears every queue registered with its flow control
         await feed.on_message(Message(10))  # read again from the committed offset after the rebalance
-        it = feed.batches(batch_max=10, within_s=0.001)
-        batch = await it.__anext__()
-        await it.aclose()
-        return [m.offset for m in batch], app.consumer.acked
+        return [m.offset for m in await first_batch(feed)], app.consumer.acked
 
     offsets, acked = run(main())
     assert offsets == [10] and acked == []
@@ -114,10 +117,7 @@ def test_records_fetched_in_an_older_consumer_generation_are_dropped_untracked()
         await feed.on_message(stale)
         app.consumer_generation_id = 2  # a rebalance happened since the fetch
         await feed.on_message(Message(0, generation_id=2))
-        it = feed.batches(batch_max=10, within_s=0.001)
-        batch = await it.__anext__()
-        await it.aclose()
-        return batch, stale, app
+        return await first_batch(feed), stale, app
 
     batch, stale, app = run(main())
     assert [m.generation_id for m in batch] == [2]
@@ -162,10 +162,7 @@ def test_a_record_waiting_for_room_when_a_revocation_clears_the_feed_is_dropped_
         assert len(feed) == 0  # not appended to the cleared feed
         app.flow_control.resume()
         await feed.on_message(Message(20))  # the first record read after the rebalance
-        it = feed.batches(batch_max=10, within_s=0.001)
-        batch = await it.__anext__()
-        await it.aclose()
-        return [m.offset for m in batch], app.consumer.acked
+        return [m.offset for m in await first_batch(feed)], app.consumer.acked
 
     offsets, acked = run(main())
     assert offsets == [20] and acked == []
