@@ -16,6 +16,12 @@ from devtools.embedded_broker import free_port
 
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a process has used so far (the benchmarks' CPU per process)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, dict | list | None]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:

@@ -49,7 +49,7 @@ from devtools import embedded_broker, simulate  # noqa: E402
 from devtools.kafka import produce  # noqa: E402
 from app.logic.decode import Accepted, decode  # noqa: E402
 from app.models import codec  # noqa: E402
-from devtools.workers import metric_sum, scrape  # noqa: E402
+from devtools.workers import cpu_seconds, metric_sum, scrape  # noqa: E402
 from devtools import kafka  # noqa: E402
 from devtools.workers import Worker  # noqa: E402
 
@@ -371,12 +371,6 @@ def preseed(bootstrap: str, prefix: str, entries: int, per_card: int = 10) -> in
     records = ((key, value, []) for key, value in simulate.preloaded_cards(n_cards, per_card))
     produce(bootstrap, changelog, records)
     return n_cards
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system, all threads) a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def latency(bootstrap: str, w: Worker, tag: str, rate: float, seconds: float, broker_pid: int | None = None,

@@ -18,11 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from devtools import embedded_broker, simulate  # noqa: E402
 from devtools.kafka import produce  # noqa: E402
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+from devtools.workers import cpu_seconds  # noqa: E402
 
 
 def main() -> None:
