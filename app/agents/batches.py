@@ -8,6 +8,7 @@ so each key's group is processed with an event of its own last record made curre
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Callable, TypeVar
 
@@ -15,7 +16,9 @@ import faust
 from faust.types import Message
 from pydantic import BaseModel, ValidationError
 
+from app.agents import tables
 from app.agents.deadletter import dead_letter
+from app.agents.publish import Outbox, stop_on_error
 from app.compat import direct_feed, internals
 from app.main import app, settings
 from app.models import codec
@@ -96,6 +99,21 @@ async def _stream_batches(stream: faust.StreamT, stage: str) -> AsyncIterator[Se
     finally:
         stream.enable_acks = enable_acks
         internals.remove_processor(stream, add_to_buffer)
+
+
+@contextlib.asynccontextmanager
+async def batch_output(stage: str, batch: Sequence[Message]) -> AsyncIterator[tuple[Outbox, tables.TableWrites]]:
+    """Around a stage's work on one batch: its outbox and table writes; on the way out the outbox is sent, the
+    local tables written, and the stage's latency recorded. An unexpected error stops the worker
+    (`stop_on_error`) instead of letting a later commit pass this batch's input."""
+    with stop_on_error(stage):
+        out = Outbox()
+        writes = tables.TableWrites(out)
+        yield out, writes
+        await out.send()
+        writes.done()
+        # From each delivery being written to the input topic until this stage finished it (customers: end to end)
+        metrics.stage_done(stage, (message.timestamp for message in batch))
 
 
 async def loaded(batch: Sequence[Message], model: type[M],

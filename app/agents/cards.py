@@ -1,8 +1,8 @@
 """Agent `cards`: fold normalized events into entry rows and the card aggregate; publish summaries, joins, entries."""
 from __future__ import annotations
 
-from app.agents.batches import by_key, loaded, take
-from app.agents.publish import Outbox, stop_on_error
+from app.agents.batches import batch_output, by_key, loaded, take
+from app.agents.publish import Outbox
 from app.agents import tables
 from app.compat import internals
 from app.logic import cards
@@ -20,15 +20,10 @@ RETIRE_AFTER = settings.retire_after
 @app.agent(events_topic, name="cards")
 async def process_cards(stream):
     async for batch in take(stream, "cards"):  # (voucher_id, NormalizedEvent) records
-        with stop_on_error("cards"):  # an unexpected error stops the worker (agents/publish.py)
+        async with batch_output("cards", batch) as (out, writes):
             valid = await loaded(batch, NormalizedEvent, lambda ev: ev.voucher_id)
-            out = Outbox()
-            writes = tables.TableWrites(out)
             for key, group in by_key(valid):  # one aggregate read and write per card per batch
                 await _card(key, group, out, writes)
-            await out.send()
-            writes.done()
-            metrics.stage_done("cards", (message.timestamp for message in batch))
 
 
 async def _card(key: bytes, group, out: Outbox, writes: tables.TableWrites) -> None:

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 
 from app.ops import metrics
-from app.agents.batches import by_key, loaded, take
-from app.agents.publish import Outbox, stop_on_error
+from app.agents.batches import batch_output, by_key, loaded, take
 from app.agents import tables
 from app.logic import customers
 from app.main import app, card_updates_topic, customer_state_topic, customers_table
@@ -16,10 +15,8 @@ from app.models.records import CardSummary, CustomerState
 @app.agent(card_updates_topic, name="customers")
 async def process_customers(stream):
     async for batch in take(stream, "customers"):  # (customer_id, CardSummary) records
-        with stop_on_error("customers"):  # an unexpected error stops the worker (agents/publish.py)
+        async with batch_output("customers", batch) as (out, writes):
             valid = await loaded(batch, CardSummary, lambda summary: summary.customer_id)
-            out = Outbox()
-            writes = tables.TableWrites(out)
             for key, group in by_key(valid):  # one table read and write, one record per customer per batch
                 raw = tables.get(customers_table, key)
                 state = codec.load(CustomerState, raw) if raw is not None else None
@@ -31,7 +28,3 @@ async def process_customers(stream):
                     metrics.change("customers", "changed" if new is not state else "replay")
                 else:
                     metrics.change("customers", "unchanged")
-            await out.send()
-            writes.done()
-            # End to end: from the delivery being written to the input topic to its customer-point-state update.
-            metrics.stage_done("customers", (message.timestamp for message in batch))

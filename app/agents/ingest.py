@@ -4,9 +4,9 @@ from __future__ import annotations
 import logging
 
 from app.ops import metrics
-from app.agents.batches import take
+from app.agents.batches import batch_output, take
 from app.agents.deadletter import dead_letter
-from app.agents.publish import Outbox, stop_on_error
+from app.agents.publish import Outbox
 from app.logic.decode import Accepted, Rejected, Skipped, decode
 from app.main import app, events_topic, settings, webhooks_topic
 from app.models import codec
@@ -18,12 +18,9 @@ logger = logging.getLogger(__name__)
 @app.agent(webhooks_topic, name="ingest")
 async def ingest(stream):
     async for batch in take(stream, "ingest"):  # raw deliveries
-        with stop_on_error("ingest"):  # an unexpected error stops the worker (agents/publish.py)
-            out = Outbox()
+        async with batch_output("ingest", batch) as (out, _writes):
             for message in batch:
                 await _one(message, out)
-            await out.send()
-            metrics.stage_done("ingest", (message.timestamp for message in batch))
 
 
 async def _one(message, out: Outbox) -> None:
