@@ -434,12 +434,8 @@ def summary(card: CardAgg) -> CardSummary:
     return _summary(card, _facts(card))
 
 
-def entry_record(row: EntryRecord) -> PendingPointsEntry:
-    """The `pending-points-entries` record of an entry row."""
-    return _entry_record(row.voucher_id, entries.view_facts(row.entry))
-
-
 def _entry_record(voucher_id: str, facts: tuple) -> PendingPointsEntry:
+    """The `pending-points-entries` record of an entry of `voucher_id`, from its `entries.view_facts`."""
     eid, st, pts, due, order_id, created, updated, activated, canceled, customer_id, campaign_id = facts
     return PendingPointsEntry(
         pending_points_id=eid, status=st, points=pts, activates_at=due, voucher_id=voucher_id,
