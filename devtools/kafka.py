@@ -21,11 +21,13 @@ class Record:
 Outgoing = tuple[bytes | None, bytes | None, Sequence[tuple[str, bytes]]]
 
 
-def produce(bootstrap: str, topic: str, records: Sequence[Outgoing], rate: float | None = None) -> None:
+def produce(bootstrap: str, topic: str, records: Sequence[Outgoing], rate: float | None = None,
+            linger_ms: float = 5) -> None:
     """Send (key, value, headers) records and wait for every acknowledgement; at `rate` per second if given
-    (paced, as the benchmark's latency run offers them), else as fast as possible."""
+    (paced, as the benchmark's latency run offers them), else as fast as possible. `linger_ms` is the producer's
+    (5: Apache Kafka 4.0's default)."""
     async def run() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5 if rate is None else 0,
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=linger_ms,
                                     max_request_size=8 * 1024 * 1024)
         await producer.start()
         try:

@@ -374,7 +374,7 @@ def preseed(bootstrap: str, prefix: str, entries: int, per_card: int = 10) -> in
 
 
 def latency(bootstrap: str, w: Worker, tag: str, rate: float, seconds: float, broker_pid: int | None = None,
-            phase: int = 0) -> dict:
+            phase: int = 0, input_linger_ms: float = 5) -> dict:
     """Offer new deliveries at `rate`/s; end-to-end latency from input record to customer-point-state record. Also
     the CPU the worker and the broker used meanwhile (% of one core): on these 2 shared cores it tells whether the
     worker or the machine is the limit."""
@@ -388,7 +388,7 @@ def latency(bootstrap: str, w: Worker, tag: str, rate: float, seconds: float, br
     pids = {"worker": w.process.pid, **({"broker": broker_pid} if broker_pid else {}), "load generator": os.getpid()}
     cpu0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
     t0 = time.monotonic()
-    produce(bootstrap, prefix + topics.WEBHOOKS.name, batch, rate=rate)
+    produce(bootstrap, prefix + topics.WEBHOOKS.name, batch, rate=rate, linger_ms=input_linger_ms)
     offered = n / (time.monotonic() - t0)
     base = metric_sum(scrape(w), DELIVERIES)
     wait_drained(w, int(base), timeout=600, label=f"{tag} latency")
@@ -418,12 +418,13 @@ def latency(bootstrap: str, w: Worker, tag: str, rate: float, seconds: float, br
     return res
 
 
-def latencies(bootstrap: str, w: Worker, tag: str, rates: str, seconds: float, broker_pid: int | None = None) -> dict:
+def latencies(bootstrap: str, w: Worker, tag: str, rates: str, seconds: float, broker_pid: int | None = None,
+              input_linger_ms: float = 5) -> dict:
     """`latency` at each of the comma-separated rates in turn; the last one's figures at the top level."""
     by_rate = {}
     for phase, rate in enumerate(float(r) for r in rates.split(",")):
         key = f"{rate:g}" if f"{rate:g}" not in by_rate else f"{rate:g} (phase {phase + 1})"
-        by_rate[key] = latency(bootstrap, w, tag, rate, seconds, broker_pid, phase)
+        by_rate[key] = latency(bootstrap, w, tag, rate, seconds, broker_pid, phase, input_linger_ms)
     return {**by_rate[key], "latency_by_rate": by_rate}
 
 
@@ -528,6 +529,8 @@ def main() -> None:
     parser.add_argument("--rate", default="500,1000", help="offered deliveries/s for the latency runs, one after "
                                                            "the other (the last one's figures are the headline)")
     parser.add_argument("--latency-s", type=float, default=15.0)
+    parser.add_argument("--input-linger-ms", type=float, default=5.0, help=(
+        "the latency load generator's producer linger (5: Apache Kafka 4.0's default; 0: one record per batch)"))
     parser.add_argument("--growth", action="store_true", help="also 10k/50k/200k deliveries and 1M state entries")
     parser.add_argument("--state-entries", type=int, default=1_000_000)
     parser.add_argument("--profile", action="store_true", help="py-spy the worker during the throughput run")
@@ -572,7 +575,8 @@ def _run(args, out: Path, work: Path) -> None:
         workers += ws
         results.update(main_res)
         if "latency" in phases:
-            results.update(latencies(broker.bootstrap, w, "main", args.rate, args.latency_s, broker.process.pid))
+            results.update(latencies(broker.bootstrap, w, "main", args.rate, args.latency_s, broker.process.pid,
+                                     args.input_linger_ms))
         w.stop()
         for i, text in enumerate(args.variant):  # the same input, the worker with other settings
             name, env = parse_variant(text)
@@ -582,7 +586,8 @@ def _run(args, out: Path, work: Path) -> None:
             vw = vws[0]
             res["ratio_pipeline_over_bare"] = round(res["pipeline_events_per_s"] / main_res["bare_events_per_s"], 3)
             if "latency" in phases:
-                res.update(latencies(broker.bootstrap, vw, f"v{i}", args.rate, args.latency_s, broker.process.pid))
+                res.update(latencies(broker.bootstrap, vw, f"v{i}", args.rate, args.latency_s, broker.process.pid,
+                                     args.input_linger_ms))
             for each in vws:
                 each.stop()
             results.setdefault("variants", {})[name] = {"env": env, **res}
