@@ -1,0 +1,116 @@
+"""The embedded broker's own latency floor for a pipeline of N hops, with no processing at all.
+
+Deliveries are offered at a fixed rate (like the latency phase of `./scripts/bench`, producer linger 5 ms) to the
+first of N+1 topics (4 partitions each). A bare aiokafka relay copies each record to the next topic, keeping its
+timestamp; a last consumer reads the final topic and measures now - timestamp. By default one consumer serves every
+hop, as Faust's one consumer serves all the stages' topics (`--separate`: one consumer group per hop). Our pipeline
+is three hops by this count (input -> events -> card updates -> customer point state), and it produces about eight
+records per delivery where the relay produces one: what the relay needs is a lower bound for ours.
+
+    .venv/bin/python scripts/bench_relay.py [--hops 3] [--rate 1000] [--seconds 15] [--separate]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
+
+from devtools import embedded_broker  # noqa: E402
+from devtools.workers import cpu_seconds  # noqa: E402
+
+PARTITIONS = 4
+VALUE = b"x" * 600  # about a delivery's size
+
+
+async def run(bootstrap: str, broker_pid: int, args) -> str:
+    names = [f"hop{i}" for i in range(args.hops + 1)]
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in names])
+    finally:
+        await admin.close()
+
+    def consumer(topics: list[str], group: str) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
+                                fetch_max_wait_ms=args.fetch_wait_ms)
+
+    relays = ([consumer(names[i:i + 1], f"hop{i}") for i in range(args.hops)] if args.separate
+              else [consumer(names[:-1], "relay")])
+    final = consumer(names[-1:], "final")
+    out = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    gen = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=args.input_linger_ms)
+    total, latencies, done = int(args.rate * args.seconds), [], asyncio.Event()
+    clients = [out, gen, *relays, final]
+    for c in clients:
+        await c.start()
+
+    async def relay(c: AIOKafkaConsumer) -> None:
+        while not done.is_set():
+            for tp, records in (await c.getmany(timeout_ms=100)).items():
+                nxt = names[names.index(tp.topic) + 1]
+                for m in records:
+                    await out.send(nxt, m.value, key=m.key, timestamp_ms=m.timestamp)
+
+    async def sink() -> None:
+        while len(latencies) < total:
+            got = await final.getmany(timeout_ms=100)
+            now = time.time() * 1000
+            latencies.extend(now - m.timestamp for records in got.values() for m in records)
+        done.set()
+
+    tasks = [asyncio.create_task(relay(c)) for c in relays]
+    sinking = asyncio.create_task(sink())
+    try:
+        deadline = time.monotonic() + 30
+        while not all(c.assignment() for c in [*relays, final]):  # group joins take about 3 s on this broker
+            if time.monotonic() > deadline:
+                raise TimeoutError("consumers not assigned within 30 s")
+            await asyncio.sleep(0.1)
+        b0, p0, t0 = cpu_seconds(broker_pid), cpu_seconds(os.getpid()), time.monotonic()
+        for i in range(total):
+            if (delay := t0 + i / args.rate - time.monotonic()) > 0:
+                await asyncio.sleep(delay)
+            await gen.send(names[0], VALUE, key=f"k{i}".encode())
+        await asyncio.wait_for(sinking, 120)
+        wall = time.monotonic() - t0
+    finally:
+        done.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for c in clients:
+            await c.stop()
+    latencies.sort()
+    q = statistics.quantiles(latencies, n=100, method="inclusive")
+    return (f"{args.hops} hop(s), {'one consumer per hop' if args.separate else 'one consumer'}, {args.rate:,.0f}/s "
+            f"for {args.seconds:g} s: p50 {q[49]:.0f} ms, p99 {q[98]:.0f} ms, max {latencies[-1]:.0f} ms; CPU (% of "
+            f"one core) broker {100 * (cpu_seconds(broker_pid) - b0) / wall:.0f}, relay and load generator "
+            f"{100 * (cpu_seconds(os.getpid()) - p0) / wall:.0f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hops", type=int, default=3)
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--separate", action="store_true", help="one consumer group per hop")
+    parser.add_argument("--fetch-wait-ms", type=int, default=20, help="as KAFKA_FETCH_MAX_WAIT_MS")
+    parser.add_argument("--input-linger-ms", type=float, default=5.0)
+    args = parser.parse_args()
+    broker = embedded_broker.start()
+    try:
+        print(asyncio.run(run(broker.bootstrap, broker.process.pid, args)), flush=True)
+    finally:
+        broker.stop()
+
+
+if __name__ == "__main__":
+    main()
