@@ -37,8 +37,9 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: Path | None = Field(None, description="client key for mutual TLS (with the certificate)")
     broker_wait_s: float = Field(0.0, ge=0, description="how long a starting worker waits for the broker "
                                                         "(0 = forever)")
-    # Larger batches are faster on Apache Kafka; 3 ms cost a fifth of the throughput on the embedded broker.
-    kafka_producer_linger_ms: float = Field(0.0, ge=0, description=(
+    # 5: Apache Kafka 4.0's client default. Fewer, larger batches on the input: the embedded broker lists every
+    # stored batch of a partition on each fetch that finds data (docs/benchmark.md, fourth stop).
+    kafka_producer_linger_ms: float = Field(5.0, ge=0, description=(
         "how long the producer waits to fill a batch of single records (dead letters, the webhook endpoint's "
         "writes); the stages send each batch's records as whole producer batches"))
     # The embedded broker holds a fetch for its whole wait even when records arrive; on Apache Kafka this only
