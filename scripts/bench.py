@@ -236,11 +236,10 @@ def exactness(sc, final: list) -> dict:
     latest = {}
     for m in final:
         latest[m.key.decode()] = json.loads(m.value) if m.value else None
-    expected: dict[str, list[int]] = {}
-    for e in sc.entries:  # from the generator's truth, not from our code
-        sums = expected.setdefault(e.customer_id, [0, 0, 0])
-        sums[("PENDING", "ACTIVATED", "CANCELED").index(e.status)] += e.points
-    expected = {c: tuple(v) for c, v in expected.items()}
+    by_customer: dict[str, list] = {}
+    for e in sc.entries:
+        by_customer.setdefault(e.customer_id, []).append(e)
+    expected = {c: simulate.entry_totals(es) for c, es in by_customer.items()}  # the generator's truth, not our code
     wrong = [c for c, exp in expected.items() if latest.get(c) is None
              or (latest[c]["pending_points"], latest[c]["activated_points"], latest[c]["canceled_points"]) != exp]
     return {"customers_expected": len(expected), "customers_exact": len(expected) - len(wrong),

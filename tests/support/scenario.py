@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 from devtools.simulate import (  # noqa: F401  (the tests use the generator through this module)
-    FORMS, STEPS, T0, Delivery, Entry, Event, Scenario, build, event_data, iso, malformed_deliveries, render,
-    skipped_deliveries,
+    FORMS, STEPS, T0, Delivery, Entry, Event, Scenario, build, entry_totals, event_data, iso, malformed_deliveries,
+    render, skipped_deliveries,
 )
 
 
@@ -16,10 +16,7 @@ def _last_card(entries: list[Entry]) -> dict:
 
 
 def _sums(entries: list[Entry]) -> dict:
-    out = {"pending_points": 0, "activated_points": 0, "canceled_points": 0}
-    for e in entries:
-        out[{"PENDING": "pending_points", "ACTIVATED": "activated_points", "CANCELED": "canceled_points"}[e.status]] += e.points
-    return out
+    return dict(zip(("pending_points", "activated_points", "canceled_points"), entry_totals(entries)))
 
 
 def _next_activation(entries: list[Entry]) -> dict | None:
