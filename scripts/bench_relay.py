@@ -31,8 +31,16 @@ PARTITIONS = 4
 VALUE = b"x" * 600  # about a delivery's size
 
 
-async def run(bootstrap: str, broker_pid: int, args) -> str:
-    names = [f"hop{i}" for i in range(args.hops + 1)]
+def measure(bootstrap: str, broker_pid: int | None, *, hops: int = 3, rate: float = 1000.0, seconds: float = 15.0,
+            separate: bool = False, fetch_wait_ms: int = 20, input_linger_ms: float = 5.0, prefix: str = "") -> dict:
+    """One relay run on a running broker (new topics named `prefix`hop0...): latency quantiles and CPU."""
+    args = argparse.Namespace(hops=hops, rate=rate, seconds=seconds, separate=separate, fetch_wait_ms=fetch_wait_ms,
+                              input_linger_ms=input_linger_ms)
+    return asyncio.run(_run(bootstrap, broker_pid, args, prefix))
+
+
+async def _run(bootstrap: str, broker_pid: int | None, args, prefix: str) -> dict:
+    names = [f"{prefix}hop{i}" for i in range(args.hops + 1)]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -44,9 +52,9 @@ async def run(bootstrap: str, broker_pid: int, args) -> str:
         return AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
                                 fetch_max_wait_ms=args.fetch_wait_ms)
 
-    relays = ([consumer(names[i:i + 1], f"hop{i}") for i in range(args.hops)] if args.separate
-              else [consumer(names[:-1], "relay")])
-    final = consumer(names[-1:], "final")
+    relays = ([consumer(names[i:i + 1], f"{prefix}hop{i}") for i in range(args.hops)] if args.separate
+              else [consumer(names[:-1], f"{prefix}relay")])
+    final = consumer(names[-1:], f"{prefix}final")
     out = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
     gen = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=args.input_linger_ms)
     total, latencies, done = int(args.rate * args.seconds), [], asyncio.Event()
@@ -76,7 +84,7 @@ async def run(bootstrap: str, broker_pid: int, args) -> str:
             if time.monotonic() > deadline:
                 raise TimeoutError("consumers not assigned within 30 s")
             await asyncio.sleep(0.1)
-        b0, p0, t0 = cpu_seconds(broker_pid), cpu_seconds(os.getpid()), time.monotonic()
+        b0, p0, t0 = cpu_seconds(broker_pid) if broker_pid else 0.0, cpu_seconds(os.getpid()), time.monotonic()
         for i in range(total):
             if (delay := t0 + i / args.rate - time.monotonic()) > 0:
                 await asyncio.sleep(delay)
@@ -90,10 +98,19 @@ async def run(bootstrap: str, broker_pid: int, args) -> str:
             await c.stop()
     latencies.sort()
     q = statistics.quantiles(latencies, n=100, method="inclusive")
-    return (f"{args.hops} hop(s), {'one consumer per hop' if args.separate else 'one consumer'}, {args.rate:,.0f}/s "
-            f"for {args.seconds:g} s: p50 {q[49]:.0f} ms, p99 {q[98]:.0f} ms, max {latencies[-1]:.0f} ms; CPU (% of "
-            f"one core) broker {100 * (cpu_seconds(broker_pid) - b0) / wall:.0f}, relay and load generator "
-            f"{100 * (cpu_seconds(os.getpid()) - p0) / wall:.0f}")
+    return {"hops": args.hops, "consumers": "one consumer per hop" if args.separate else "one consumer",
+            "rate": args.rate, "seconds": args.seconds,
+            "p50_ms": round(q[49]), "p99_ms": round(q[98]), "max_ms": round(latencies[-1]),
+            "cpu_percent_of_one_core": {
+                "broker": round(100 * (cpu_seconds(broker_pid) - b0) / wall) if broker_pid else None,
+                "relay and load generator": round(100 * (cpu_seconds(os.getpid()) - p0) / wall)}}
+
+
+def describe(r: dict) -> str:
+    cpu = r["cpu_percent_of_one_core"]
+    return (f"{r['hops']} hop(s), {r['consumers']}, {r['rate']:,.0f}/s for {r['seconds']:g} s: p50 "
+            f"{r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms; CPU (% of one core) broker "
+            f"{cpu['broker']}, relay and load generator {cpu['relay and load generator']}")
 
 
 def main() -> None:
@@ -107,7 +124,9 @@ def main() -> None:
     args = parser.parse_args()
     broker = embedded_broker.start()
     try:
-        print(asyncio.run(run(broker.bootstrap, broker.process.pid, args)), flush=True)
+        print(describe(measure(broker.bootstrap, broker.process.pid, hops=args.hops, rate=args.rate,
+                               seconds=args.seconds, separate=args.separate, fetch_wait_ms=args.fetch_wait_ms,
+                               input_linger_ms=args.input_linger_ms)), flush=True)
     finally:
         broker.stop()
 
