@@ -415,9 +415,10 @@ def latency(bootstrap: str, w: Worker, tag: str, rate: float, seconds: float, br
     log(f"[{tag}] latency at {offered:,.0f}/s offered: p50 {res['latency_p50_ms']} ms, p99 {res['latency_p99_ms']} ms, "
         f"max {res['latency_max_ms']} ms ({len(lat):,} samples, {len(sent)} missing); mean until each stage done: "
         f"{stage_ms}; CPU (% of one core) {cpu}")
-    # The broker's own floor right after, on the same broker: three bare hops, no processing (scripts/bench_relay.py)
+    # The broker's own floor right after, on the same broker: three bare hops, no processing (scripts/bench_relay.py),
+    # on topics that keep the earlier phases' history as the pipeline's do
     floor = bench_relay.measure(bootstrap, broker_pid, hops=3, rate=rate, seconds=seconds,
-                                input_linger_ms=input_linger_ms, prefix=f"{prefix}floor{phase}-")
+                                input_linger_ms=input_linger_ms, prefix=f"{prefix}floor-", phase=f"p{phase}-")
     res["broker_floor_3_bare_hops"] = floor
     log(f"[{tag}] the broker's floor right after: {bench_relay.describe(floor)}")
     return res

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
+from aiokafka.errors import TopicAlreadyExistsError  # noqa: E402
 
 from devtools import embedded_broker  # noqa: E402
 from devtools.workers import cpu_seconds  # noqa: E402
@@ -32,19 +33,24 @@ VALUE = b"x" * 600  # about a delivery's size
 
 
 def measure(bootstrap: str, broker_pid: int | None, *, hops: int = 3, rate: float = 1000.0, seconds: float = 15.0,
-            separate: bool = False, fetch_wait_ms: int = 20, input_linger_ms: float = 5.0, prefix: str = "") -> dict:
-    """One relay run on a running broker (new topics named `prefix`hop0...): latency quantiles and CPU."""
+            separate: bool = False, fetch_wait_ms: int = 20, input_linger_ms: float = 5.0, prefix: str = "",
+            phase: str = "") -> dict:
+    """One relay run on a running broker: latency quantiles and CPU. Topics and consumer groups are named by
+    `prefix`: a later call with the same prefix goes on where the last one stopped, on topics that keep its history
+    (as the pipeline's topics keep the earlier phases'); `phase` tells this call's records apart."""
     args = argparse.Namespace(hops=hops, rate=rate, seconds=seconds, separate=separate, fetch_wait_ms=fetch_wait_ms,
                               input_linger_ms=input_linger_ms)
-    return asyncio.run(_run(bootstrap, broker_pid, args, prefix))
+    return asyncio.run(_run(bootstrap, broker_pid, args, prefix, phase.encode()))
 
 
-async def _run(bootstrap: str, broker_pid: int | None, args, prefix: str) -> dict:
+async def _run(bootstrap: str, broker_pid: int | None, args, prefix: str, phase: bytes) -> dict:
     names = [f"{prefix}hop{i}" for i in range(args.hops + 1)]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in names])
+    except TopicAlreadyExistsError:  # an earlier phase's
+        pass
     finally:
         await admin.close()
 
@@ -73,7 +79,8 @@ async def _run(bootstrap: str, broker_pid: int | None, args, prefix: str) -> dic
         while len(latencies) < total:
             got = await final.getmany(timeout_ms=100)
             now = time.time() * 1000
-            latencies.extend(now - m.timestamp for records in got.values() for m in records)
+            latencies.extend(now - m.timestamp for records in got.values() for m in records
+                             if m.key.startswith(phase))
         done.set()
 
     tasks = [asyncio.create_task(relay(c)) for c in relays]
@@ -88,7 +95,7 @@ async def _run(bootstrap: str, broker_pid: int | None, args, prefix: str) -> dic
         for i in range(total):
             if (delay := t0 + i / args.rate - time.monotonic()) > 0:
                 await asyncio.sleep(delay)
-            await gen.send(names[0], VALUE, key=f"k{i}".encode())
+            await gen.send(names[0], VALUE, key=phase + f"k{i}".encode())
         await asyncio.wait_for(sinking, 120)
         wall = time.monotonic() - t0
     finally:
