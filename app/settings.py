@@ -93,7 +93,9 @@ class Settings(BaseSettings):
     stream_batch_max: int = Field(500, ge=1, description=(
         "each stage takes up to this many records at a time, and folds them per key (one table write and one "
         "output per key per batch)"))
-    stream_batch_within_ms: float = Field(10.0, gt=0, description=(
+    # 2 ms, not 10: a record waited about 12 ms per stage for its batch with 10 and 4 ms with 2; p99 at 1,000/s
+    # 183-185 ms against 223 (docs/benchmark.md, fourth stop). Under a backlog batches fill to the max anyway.
+    stream_batch_within_ms: float = Field(2.0, gt=0, description=(
         "...or what arrived within this window after the first record"))
     table_writes: Literal["direct", "faust"] = Field("direct", description=(
         "how the agents write tables: `direct` writes the local store and sends the changelog record straight to "
