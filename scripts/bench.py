@@ -417,10 +417,14 @@ def latency(bootstrap: str, w: Worker, tag: str, rate: float, seconds: float, br
         f"{stage_ms}; CPU (% of one core) {cpu}")
     # The broker's own floor right after, on the same broker: three bare hops, no processing (scripts/bench_relay.py),
     # on topics that keep the earlier phases' history as the pipeline's do
-    floor = bench_relay.measure(bootstrap, broker_pid, hops=3, rate=rate, seconds=seconds,
-                                input_linger_ms=input_linger_ms, prefix=f"{prefix}floor-", phase=f"p{phase}-")
+    try:
+        floor = bench_relay.measure(bootstrap, broker_pid, hops=3, rate=rate, seconds=seconds,
+                                    input_linger_ms=input_linger_ms, prefix=f"{prefix}floor-", phase=f"p{phase}-")
+        log(f"[{tag}] the broker's floor right after: {bench_relay.describe(floor)}")
+    except Exception as exc:  # the pipeline's figures stand without it
+        floor = {"error": repr(exc)}
+        log(f"[{tag}] the broker's floor could not be measured: {exc!r}")
     res["broker_floor_3_bare_hops"] = floor
-    log(f"[{tag}] the broker's floor right after: {bench_relay.describe(floor)}")
     return res
 
 
@@ -550,7 +554,7 @@ def main() -> None:
                         help="comma-separated subset of: throughput,latency,recovery,long,history")
     args = parser.parse_args()
     if args.quick:
-        args.n, args.rate, args.latency_s, args.state_entries = 2_000, "200", 3.0, 20_000
+        args.n, args.rate, args.latency_s, args.state_entries = 2_000, "100,200", 3.0, 20_000
         args.card_sizes = "10,100,1000"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
