@@ -41,9 +41,12 @@ class Settings(BaseSettings):
     # stored batch of a partition on each fetch that finds data (docs/benchmark.md, fourth stop).
     kafka_producer_linger_ms: float = Field(5.0, ge=0, description=(
         "how long the producer waits to fill a batch of single records (dead letters, the webhook endpoint's "
-        "writes); the stages send each batch's records as whole producer batches"))
-    # The embedded broker holds a fetch for its whole wait even when records arrive; on Apache Kafka this only
-    # bounds the idle polling rate (app/compat/fetch_wait.py).
+        "writes, whose answer waits for the broker's acknowledgement: up to this much longer; with "
+        "TABLE_WRITES=faust, changelog records too); the stages send each batch's records as whole producer "
+        "batches"))
+    # The embedded broker polls a waiting fetch, sleeping half the remaining wait between passes, so a record that
+    # arrives meanwhile waits for the next pass; on Apache Kafka this only bounds the idle polling rate
+    # (app/compat/fetch_wait.py).
     kafka_fetch_max_wait_ms: int = Field(20, ge=1, le=5000, description=(
         "longest a consumer fetch waits on the broker for data (Faust hard-codes 1,500 ms)"))
     # The embedded broker under-reports end offsets after multi-record batches (app/compat/end_offsets.py).
