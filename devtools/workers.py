@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -20,6 +21,13 @@ def cpu_seconds(pid: int) -> float:
     """CPU time (user + system, all threads) a process has used so far (the benchmarks' CPU per process)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentiles(samples: list[float]) -> list[float]:
+    """The 1st to 99th percentiles of latency samples (inclusive method; NaN when there are fewer than two)."""
+    if len(samples) < 2:
+        return [float("nan")] * 99
+    return statistics.quantiles(samples, n=100, method="inclusive")
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, dict | list | None]:

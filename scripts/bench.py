@@ -31,7 +31,6 @@ import json
 import os
 import shutil
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,7 +49,7 @@ from devtools import embedded_broker, simulate  # noqa: E402
 from devtools.kafka import produce  # noqa: E402
 from app.logic.decode import Accepted, decode  # noqa: E402
 from app.models import codec  # noqa: E402
-from devtools.workers import cpu_seconds, metric_sum, scrape  # noqa: E402
+from devtools.workers import cpu_seconds, metric_sum, percentiles, scrape  # noqa: E402
 from devtools import kafka  # noqa: E402
 from devtools.workers import Worker  # noqa: E402
 
@@ -409,7 +408,7 @@ def latency(bootstrap: str, w: Worker, tag: str, rate: float, seconds: float, br
         if key in sent:
             lat.append(m.timestamp - sent.pop(key))
     lat.sort()
-    q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) >= 2 else [float("nan")] * 99
+    q = percentiles(lat)
     res = {"offered": n, "offered_per_s": round(offered, 1), "latency_samples": len(lat), "missing": len(sent),
            "mean_ms_until_stage_done": stage_ms, "cpu_percent_of_one_core": cpu, "latency_p50_ms": round(q[49], 1), "latency_p99_ms": round(q[98], 1), "latency_max_ms": lat[-1] if lat else None}
     log(f"[{tag}] latency at {offered:,.0f}/s offered: p50 {res['latency_p50_ms']} ms, p99 {res['latency_p99_ms']} ms, "

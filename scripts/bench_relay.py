@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 
 from devtools import embedded_broker  # noqa: E402
-from devtools.workers import cpu_seconds  # noqa: E402
+from devtools.workers import cpu_seconds, percentiles  # noqa: E402
 
 PARTITIONS = 4
 _TOPIC_EXISTS = 36  # Kafka's TOPIC_ALREADY_EXISTS error code
@@ -116,10 +115,10 @@ async def _run(bootstrap: str, broker_pid: int | None, args, prefix: str, phase:
         for c in started:
             await c.stop()
     latencies.sort()
-    q = statistics.quantiles(latencies, n=100, method="inclusive") if len(latencies) >= 2 else [latencies[0]] * 99
+    q = percentiles(latencies)
     return {"hops": args.hops, "consumers": "one consumer per hop" if args.separate else "one consumer",
             "rate": args.rate, "seconds": args.seconds, "offered": total, "samples": len(latencies),
-            "p50_ms": round(q[49]), "p99_ms": round(q[98]), "max_ms": round(latencies[-1]),
+            "p50_ms": round(q[49], 1), "p99_ms": round(q[98], 1), "max_ms": round(latencies[-1]) if latencies else None,
             "cpu_percent_of_one_core": {
                 "broker": round(100 * (cpu_seconds(broker_pid) - b0) / wall) if broker_pid else None,
                 "relay and load generator": round(100 * (cpu_seconds(os.getpid()) - p0) / wall)}}
