@@ -27,6 +27,17 @@ tables' changelogs are written independently):
   the card remembers how far those rows had come (`repair_upto`), and when the input is read again up to there
   (its totals then are those the lost run had at that point) the version moves past it and the summary is
   published again, outranking anything the lost run published up to there.
+
+Where a card's input comes from: every record a card absorbs comes from one partition of the input topic, so
+"offset" above is an input topic offset. A delivery keyed by its voucher id sits on its card's partition (what the
+webhook endpoint and a backfill write) and is absorbed where it is; any other delivery is first written
+again to the input topic keyed by its voucher id, and absorbed when that copy is read (app/agents/cards.py). One
+source per card keeps the replay rule and the versions above exact: with two (the input and a re-key topic),
+how they interleave after a restart would decide sequence numbers and versions.
+Aggregates written before this, when cards read `pending-points-events` (`source: events`), keep their count of
+absorbed events records (`last_offset`, frozen) as the base of their versions, so versions keep growing; their
+repairs and their conversion copies belonged to that topic, which is drained before the upgrade
+(docs/operations.md), so both end at the card's first input batch.
 """
 from __future__ import annotations
 
@@ -158,7 +169,7 @@ def _snapshot_newer(a, b) -> bool:
 class _Card:
     """A mutable working copy of a CardAgg for the length of one batch."""
 
-    __slots__ = ("voucher_id", "owner", "former", "snapshot", "version", "last_offset", "next_seq", "live",
+    __slots__ = ("voucher_id", "owner", "former", "snapshot", "version", "base", "last_offset", "next_seq", "live",
                  "retired", "clock", "legacy", "owner_changed", "repair_upto")
 
     def __init__(self, agg: CardAgg):
@@ -167,18 +178,23 @@ class _Card:
         self.former = list(agg.former_owners)
         self.snapshot = agg.snapshot
         self.version = agg.version
-        self.last_offset = agg.last_offset
+        # Offsets below are the input topic's. `base` counts the `pending-points-events` records absorbed before
+        # the card read the input ("where a card's input comes from"): versions continue above it.
+        self.base = agg.last_offset + 1
+        reads_input = agg.source == "input"
+        self.last_offset = agg.input_offset if reads_input else -1
         self.next_seq = agg.next_seq
         self.live = dict(agg.live)
         self.retired = [agg.retired_activated, agg.retired_canceled, agg.retired_entries]
         self.clock = agg.clock
         self.legacy = (agg.legacy_entries, agg.legacy_upto, agg.legacy_cleaned_upto)
         self.owner_changed = False
-        self.repair_upto = agg.repair_upto
+        self.repair_upto = agg.repair_upto if reads_input else None  # the events' repairs ended with their drain
 
     def freeze(self) -> CardAgg:
         return CardAgg(voucher_id=self.voucher_id, owner=self.owner, former_owners=tuple(self.former),
-                       snapshot=self.snapshot, version=self.version, last_offset=self.last_offset,
+                       snapshot=self.snapshot, version=self.version, source="input",
+                       last_offset=self.base - 1, input_offset=self.last_offset,
                        next_seq=self.next_seq, live=self.live, retired_activated=self.retired[0],
                        retired_canceled=self.retired[1], retired_entries=self.retired[2], clock=self.clock,
                        legacy_entries=self.legacy[0], legacy_upto=self.legacy[1],
@@ -207,8 +223,8 @@ class _Card:
     def note_ahead(self, row: EntryRecord | None, offset: int) -> None:
         """A row counted now holds input past `offset` (written by a batch whose aggregate write was lost): until
         the input is read again up to there, this card's totals include changes from further on."""
-        if row is not None and row.offset is not None and row.offset > offset:
-            self.repair_upto = max(self.repair_upto if self.repair_upto is not None else -1, row.offset)
+        if row is not None and row.input_offset is not None and row.input_offset > offset:
+            self.repair_upto = max(self.repair_upto if self.repair_upto is not None else -1, row.input_offset)
 
     def repair_done(self, last_offset: int) -> bool:
         """After a batch read up to `last_offset`: once the input is read again as far as rows counted ahead of it
@@ -217,7 +233,7 @@ class _Card:
         outrank: the version moves there and the summary is published again (True)."""
         if self.repair_upto is None or last_offset < self.repair_upto:
             return False
-        self.version = max(self.version, self.repair_upto + 1)
+        self.version = max(self.version, self.base + self.repair_upto + 1)
         self.repair_upto = None
         # The batch's records are all absorbed (those that changed nothing too): a replay of them after a crash
         # that lost this write but kept the local one is then a replay, which writes the card and its summary again.
@@ -245,11 +261,11 @@ class _Card:
 
 def _merged_upto(row: EntryRecord | None, offset: int) -> int:
     """A row's `offset` after merging the input record at `offset` into it."""
-    return offset if row is None or row.offset is None else max(row.offset, offset)
+    return offset if row is None or row.input_offset is None else max(row.input_offset, offset)
 
 
 def _new_card(event: NormalizedEvent) -> CardAgg:
-    return CardAgg(voucher_id=event.voucher_id, owner=_owner_of(event))
+    return CardAgg(voucher_id=event.voucher_id, owner=_owner_of(event), source="input")
 
 
 # --- the fold ------------------------------------------------------------------------------------------------
@@ -272,7 +288,7 @@ def apply_batch(card: CardAgg | None, items: Sequence[tuple[NormalizedEvent, int
     """
     if not items:
         raise ValueError("apply_batch needs at least one event")
-    first_offset = card.last_offset if card is not None else -1
+    first_offset = card.input_offset if card is not None and card.source == "input" else -1
     work = _Card(card if card is not None else _new_card(items[0][0]))
     before: dict[str, EntryRecord | None] = {}  # rows as they were before the batch
     now: dict[str, EntryRecord | None] = {}
@@ -291,7 +307,8 @@ def apply_batch(card: CardAgg | None, items: Sequence[tuple[NormalizedEvent, int
             replay = True
             touched[eid] = True
             seq = row.seq if row is not None else (work.live[eid][0] if eid in work.live else -1)
-            now[eid] = EntryRecord(voucher_id=work.voucher_id, seq=seq, entry=merged, offset=_merged_upto(row, offset))
+            now[eid] = EntryRecord(voucher_id=work.voucher_id, seq=seq, entry=merged,
+                                   input_offset=_merged_upto(row, offset))
             dirty[eid] = None
             continue
         this = work.absorb_card_facts(event)
@@ -326,13 +343,14 @@ def apply_batch(card: CardAgg | None, items: Sequence[tuple[NormalizedEvent, int
             if counted:
                 work.note_ahead(row, offset)
         if row is None or merged is not state or row.seq != seq or ahead:  # ahead: the row may be only local
-            now[eid] = EntryRecord(voucher_id=work.voucher_id, seq=seq, entry=merged, offset=_merged_upto(row, offset))
+            now[eid] = EntryRecord(voucher_id=work.voucher_id, seq=seq, entry=merged,
+                                   input_offset=_merged_upto(row, offset))
             dirty[eid] = None
             this = True
         if this:
             changed = True
             work.last_offset = offset
-            work.version = offset + 1
+            work.version = work.base + offset + 1
         touched.setdefault(eid, False)
     republish = work.repair_done(items[-1][1])
     changed = changed or republish
@@ -527,7 +545,7 @@ def upgrade(old: CardState, retire_after: dt.timedelta) -> tuple[CardAgg, dict[s
             if o is not None:
                 stamps += [t for t in (o.occurred_at, o.updated_at, o.created_at, o.activated_at) if t]
     agg = CardAgg(voucher_id=old.voucher_id, owner=old.owner, snapshot=old.snapshot, version=old.version,
-                  last_offset=old.last_offset, next_seq=len(ordered),
+                  source="input", last_offset=old.last_offset, next_seq=len(ordered),
                   live={r.entry.id: contribution(r.seq, r.entry) for r in rows.values()},
                   clock=max(stamps) if stamps else None)
     work = _Card(agg)
@@ -575,6 +593,11 @@ def plan_batch(raw: bytes | None, items: Sequence[tuple[NormalizedEvent, int]], 
     if upgraded:  # converted now
         side_puts = {r.seq: r for r in upgraded.values()}
         n, upto, cleaned = len(upgraded), last, None
+    elif card is not None and card.source == "events":  # written before cards read the input: see the module doc
+        if upto is not None:  # the conversion's input (pending-points-events) was drained: drop the copies
+            side_deletes, upto, cleaned = list(range(n)), None, last
+        else:
+            cleaned = None
     elif upto is not None:
         if first <= upto:  # may follow a crash that lost the conversion's rows
             side_puts = {seq: r for seq in range(n) if (r := side_row(seq)) is not None}
@@ -590,7 +613,8 @@ def plan_batch(raw: bytes | None, items: Sequence[tuple[NormalizedEvent, int]], 
     out_rows += [(rec, eid in res.indexed or eid in upgraded) for eid, rec in res.rows.items()]
     new = res.card
     if (new.legacy_entries, new.legacy_upto, new.legacy_cleaned_upto) != (n, upto, cleaned):
-        new = new.model_copy(update={"legacy_entries": n, "legacy_upto": upto, "legacy_cleaned_upto": cleaned})
+        new = new.model_copy(update={"legacy_entries": n, "legacy_upto": upto, "legacy_cleaned_upto": cleaned,
+                                     "source": "input"})
     write = res.changed or bool(upgraded) or bool(side_deletes) or new is not res.card  # with its side writes
     kind = "replay" if res.outputs.replay else "changed" if write else "unchanged"
     return Plan(side_puts, side_deletes, out_rows, new if write else None, res.outputs, kind)

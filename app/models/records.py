@@ -132,8 +132,14 @@ class CardAgg(_Strict):
     owner: Owner
     former_owners: tuple[str, ...] = ()  # most recent last, bounded: removals re-published on a replay
     snapshot: CardSnapshot | None = None
-    version: int = 0  # last_offset + 1 of the last change (repair_upto + 1 after a repair): orders CardSummary records
-    last_offset: int = -1  # the last `pending-points-events` record absorbed (replay detection)
+    # Versions order CardSummary records downstream: `last_offset + 1 + input_offset + 1` at the last change
+    # (`repair_upto` in place of `input_offset` after a repair).
+    version: int = 0
+    # Where the card reads its input (logic/cards.py, "where a card's input comes from"): `input` (the input topic,
+    # since cards read it directly), or `events` (an aggregate written while cards read `pending-points-events`).
+    source: Literal["events", "input"] = "events"
+    last_offset: int = -1  # the last `pending-points-events` record absorbed; frozen once the card reads the input
+    input_offset: int = -1  # the last input topic record absorbed (replay detection)
     next_seq: int = 0  # entries counted so far; an entry row with seq < next_seq is counted (live or retired)
     live: dict[str, Live] = Field(default_factory=dict)
     retired_activated: int = 0
@@ -157,7 +163,8 @@ class EntryRecord(_Strict):
     voucher_id: str
     seq: int  # order in which the card first counted it (-1: repaired after a crash, place unknown)
     entry: EntryState
-    offset: int | None = None  # the furthest input record merged into it (None: written before rows recorded it)
+    offset: int | None = None  # the furthest `pending-points-events` record merged into it (before direct input)
+    input_offset: int | None = None  # the furthest input topic record merged into it (None: not recorded)
 
 
 class CardView(_Strict):

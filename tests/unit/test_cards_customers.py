@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 
 from app.logic import cards, customers
+from app.models import codec
 from app.models.records import CardSnapshot, NormalizedEvent, Observation, Step
 
 UTC = dt.timezone.utc
@@ -103,7 +104,7 @@ def test_apply_batch__one_summary_per_card_and_the_join_once():
     batch = [(event(Step.ADDED), 0), (event(Step.ADDED, entry="lopp_2", points=5), 1),
              (event(Step.ACTIVATED, at=later), 2), (event(Step.ADDED), 3)]
     card, out = c.apply_batch(None, batch, UTC)
-    assert card.version == 3 and card.last_offset == 2  # version = last change's offset + 1; offset 3 is a duplicate
+    assert card.version == 3 and card.input_offset == 2  # version = last change's offset + 1; offset 3 is a duplicate
     assert [(s.points.pending_points, s.points.activated_points, s.version) for s in out.summaries] == [(5, 10, 3)]
     assert [a.pending_points_id for a in out.activations] == ["lopp_1"]
 
@@ -116,7 +117,7 @@ def test_apply_batch__a_replay_mixed_with_new_events_republishes_and_applies_the
     # after a crash the batch starts below last_offset: offset 6 was applied, offset 7 was not
     new, out = c.apply_batch(card, [(event(Step.ACTIVATED, at=later), 6),
                                         (event(Step.ADDED, entry="lopp_2", points=4), 7)], UTC)
-    assert out.replay and new.last_offset == 7 and set(new.live) == {"lopp_1", "lopp_2"}
+    assert out.replay and new.input_offset == 7 and set(new.live) == {"lopp_1", "lopp_2"}
     assert out.summaries == [cards.summary(new)]
     assert [a.pending_points_id for a in out.activations] == ["lopp_1"]  # the replayed join, published again
 
@@ -144,3 +145,31 @@ def test_apply_batch__a_transfer_after_replayed_records_or_replayed_itself_remov
     state, _ = customers.apply(None, cards.summary(card), 0)
     state, rec = customers.apply(state, out.summaries[0], 1)
     assert rec.vouchers == {} and rec.pending_points == 0
+
+
+def test_an_aggregate_written_while_cards_read_pending_points_events_reads_the_input_with_higher_versions():
+    """The upgrade to cards reading the input: offsets of the old topic say nothing about the input's. The card
+    counts input records from the start, and its versions stay above every summary it published before."""
+    c = _Card()
+    card, _ = c.apply(None, event(Step.ADDED), 0, UTC)
+    old = card.model_copy(update={"source": "events", "last_offset": 900, "input_offset": -1, "version": 901,
+                                  "repair_upto": 950})  # as the previous version left it
+    new, out = c.apply(old, event(Step.ACTIVATED, at=T + dt.timedelta(days=1)), 3, UTC)
+    assert not out.replay  # input offset 3 is below 900, yet new: it is another topic's offset
+    assert (new.source, new.last_offset, new.input_offset, new.repair_upto) == ("input", 900, 3, None)
+    assert [s.version for s in out.summaries] == [901 + 3 + 1] and out.summaries[0].points.activated_points == 10
+    again, out = c.apply(new, event(Step.ACTIVATED, at=T + dt.timedelta(days=1)), 3, UTC)
+    assert out.replay and again.version == 905  # the input record now is a replay
+
+
+def test_plan_batch__an_old_aggregates_conversion_copies_are_dropped_at_its_first_input_batch():
+    """Copies of converted entries were kept until the old topic's input past the conversion was committed; that
+    topic is drained before the upgrade, so the card's first batch from the input deletes them."""
+    c = _Card()
+    card, _ = c.apply(None, event(Step.ADDED), 0, UTC)
+    old = card.model_copy(update={"source": "events", "last_offset": 40, "legacy_entries": 2, "legacy_upto": 40})
+    plan = cards.plan_batch(codec.dump(old),
+                            [(event(Step.ADDED, entry="lopp_2"), 7)], lambda eid: c.rows.get(("v1", eid)),
+                            lambda seq: None, None, UTC, H72)
+    assert plan.side_deletes == [0, 1] and plan.card is not None
+    assert (plan.card.source, plan.card.legacy_upto, plan.card.legacy_cleaned_upto) == ("input", None, 7)
