@@ -17,7 +17,7 @@ from app.settings import Settings, get_settings
 def create_app(settings: Settings) -> faust.App:
     if settings.kafka_verify_end_offsets:
         end_offsets.install(settings.kafka_client_kwargs)
-    source_topics = {settings.topic_name(t.name) for t in (topics.WEBHOOKS, topics.EVENTS, topics.CARD_UPDATES)}
+    source_topics = {settings.topic_name(t.name) for t in (topics.WEBHOOKS, topics.CARD_UPDATES)}
     no_lost_input.install(source_topics.__contains__)
     fetch_wait.install(settings.kafka_fetch_max_wait_ms)
     app = faust.App(
@@ -86,7 +86,6 @@ project_tz = ZoneInfo(settings.project_timezone)
 
 webhooks_topic = _topic(app, settings, topics.WEBHOOKS)
 dead_letter_topic = _topic(app, settings, topics.DEAD_LETTERS)
-events_topic = _topic(app, settings, topics.EVENTS)
 card_updates_topic = _topic(app, settings, topics.CARD_UPDATES)
 customer_state_topic = _topic(app, settings, topics.CUSTOMER_POINT_STATE)
 activations_topic = _topic(app, settings, topics.ACTIVATIONS)
@@ -98,8 +97,8 @@ redriven_topic = _topic(app, settings, topics.REDRIVEN)  # written by `python -m
 # sits in the partition of the record that wrote it. A Table picks its key serializer from key_type alone
 # (bytes -> raw, anything else -> json); with str keys the changelog held '"cust_1"' and about half of all view
 # requests went to a worker that did not hold the key. So keys are bytes: ids encoded as UTF-8.
-# Every table lives on events' partitions or card updates' (a write goes to the current event's partition).
-# cards: voucher id (bytes) -> CardAgg JSON (logic/cards.py), co-partitioned with events_topic.
+# Every table lives on the input's partitions or card updates' (a write goes to the current event's partition).
+# cards: voucher id (bytes) -> CardAgg JSON (logic/cards.py), co-partitioned with webhooks_topic.
 cards_table = app.Table("cards", key_type=bytes, value_type=bytes, partitions=settings.partitions,
                         options=settings.rocksdb_options(), extra_topic_configs=settings.topic_config(True))
 # entries: voucher id NUL entry id -> EntryRecord JSON, and index keys (logic/cards.py); on the card's partition.

@@ -123,3 +123,23 @@ def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[i
             await consumer.stop()
 
     return asyncio.run(run())
+
+
+def commit_to_end(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """Commit `group`'s offsets on every partition of `topic` to its end, as a consumer that read it all would."""
+    from aiokafka import TopicPartition
+
+    async def run() -> dict[int, int]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            await consumer.topics()
+            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            consumer.assign(tps)
+            ends = await consumer.end_offsets(tps)
+            await consumer.commit({tp: end for tp, end in ends.items()})
+            return {tp.partition: end for tp, end in ends.items()}
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())

@@ -62,6 +62,13 @@ class Delivery:
     value: bytes | None
     headers: list[tuple[str, bytes]]
     kind: str  # "valid" | "duplicate" | "skipped" | "malformed"
+    voucher_id: str | None = None  # of a valid delivery (or its duplicate)
+
+    @property
+    def misplaced(self) -> bool:
+        """A valid delivery the cards stage writes again keyed by its voucher id before folding it (a delivery
+        keyed by it is on its card's partition: producers here use Kafka's default partitioner)."""
+        return self.voucher_id is not None and self.key != self.voucher_id.encode()
 
 
 @dataclass
@@ -144,7 +151,8 @@ def build(seed: int = 7, customers: int = 40, max_cards: int = 3, max_entries: i
             for i, form in enumerate(forms):
                 value, headers = render(entry, ev, form, rnd)
                 key = rnd.choice((entry.voucher_id.encode(), None, entry.customer_id.encode(), b"whatever"))
-                deliveries.append(Delivery(key, value, headers, "valid" if i == 0 else "duplicate"))
+                deliveries.append(Delivery(key, value, headers, "valid" if i == 0 else "duplicate",
+                                               entry.voucher_id))
     deliveries += skipped_deliveries()
     deliveries += malformed_deliveries(entries, rnd)
     rnd.shuffle(deliveries)
@@ -293,7 +301,7 @@ def fresh_added(tag: str, i: int, at: dt.datetime | None = None, entries_per_car
     etype = "voucher.loyalty_card.pending_points.added"
     envelope = {"id": f"whs_{tag}_{i}", "created_at": iso(at), "type": etype, "data": event_data(entry, ev, "example"),
                 "event": {"id": f"evcus_{tag}_{i}", "type": etype, "created_at": iso(at)}}
-    return Delivery(entry.voucher_id.encode(), json.dumps(envelope).encode(), [], "valid")
+    return Delivery(entry.voucher_id.encode(), json.dumps(envelope).encode(), [], "valid", entry.voucher_id)
 
 
 def preloaded_cards(n_cards: int, per_card: int = 10, tag: str = "seed"):
@@ -372,4 +380,4 @@ def envelope(entry: Entry, ev: Event) -> Delivery:
     body = {"id": f"whs_{entry.id}_{ev.step}", "created_at": iso(ev.at), "type": etype,
             "data": event_data(entry, ev, "example"),
             "event": {"id": f"evcus_{entry.id}_{ev.step}", "type": etype, "created_at": iso(ev.at)}}
-    return Delivery(entry.voucher_id.encode(), json.dumps(body).encode(), [], "valid")
+    return Delivery(entry.voucher_id.encode(), json.dumps(body).encode(), [], "valid", entry.voucher_id)

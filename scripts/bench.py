@@ -355,7 +355,7 @@ def throughput(bootstrap: str, work: Path, n: int, tag: str, profile: Path | Non
 def mean_batches(samples: dict) -> dict[str, float]:
     """Mean records per batch each stage took (from the worker's batch histogram)."""
     out = {}
-    for stage in ("ingest", "cards", "customers"):
+    for stage in ("cards", "customers"):
         n = metric_sum(samples, "pending_points_batch_records_count", stage=stage)
         out[stage] = round(metric_sum(samples, "pending_points_batch_records_sum", stage=stage) / n, 1) if n else None
     return out
@@ -395,7 +395,7 @@ def latency(bootstrap: str, w: Worker, tag: str, rate: float, seconds: float, br
     cpu = {k: round(100 * (cpu_seconds(pid) - cpu0[k]) / wall) for k, pid in pids.items()}
     after = scrape(w)
     stage_ms = {}  # mean time from the delivery being written until each stage finished it, during this phase
-    for stage in ("ingest", "cards", "customers"):
+    for stage in ("cards", "customers"):
         d = {k: metric_sum(after, f"pending_points_processing_latency_seconds_{k}", stage=stage)
              - metric_sum(before, f"pending_points_processing_latency_seconds_{k}", stage=stage)
              for k in ("sum", "count")}
@@ -414,16 +414,16 @@ def latency(bootstrap: str, w: Worker, tag: str, rate: float, seconds: float, br
     log(f"[{tag}] latency at {offered:,.0f}/s offered: p50 {res['latency_p50_ms']} ms, p99 {res['latency_p99_ms']} ms, "
         f"max {res['latency_max_ms']} ms ({len(lat):,} samples, {len(sent)} missing); mean until each stage done: "
         f"{stage_ms}; CPU (% of one core) {cpu}")
-    # The broker's own floor right after, on the same broker: three bare hops, no processing (scripts/bench_relay.py),
+    # The broker's own floor right after, on the same broker: two bare hops, no processing (scripts/bench_relay.py),
     # on topics that keep the earlier phases' history as the pipeline's do
     try:
-        floor = bench_relay.measure(bootstrap, broker_pid, hops=3, rate=rate, seconds=seconds,
+        floor = bench_relay.measure(bootstrap, broker_pid, hops=2, rate=rate, seconds=seconds,
                                     input_linger_ms=input_linger_ms, prefix=f"{prefix}floor-", phase=f"p{phase}-")
         log(f"[{tag}] the broker's floor right after: {bench_relay.describe(floor)}")
     except Exception as exc:  # the pipeline's figures stand without it
         floor = {"error": repr(exc)}
         log(f"[{tag}] the broker's floor could not be measured: {exc!r}")
-    res["broker_floor_3_bare_hops"] = floor
+    res["broker_floor_2_bare_hops"] = floor
     return res
 
 

@@ -38,7 +38,8 @@ EVENTS = TopicSpec(
     key="voucher id",
     value=records.NormalizedEvent,
     internal=True,
-    doc="Validated deliveries re-keyed by voucher, so one card's events meet on one partition.",
+    doc="Before cards read the input topic directly: validated deliveries re-keyed by voucher. No longer written; "
+        "drained before an upgrade (docs/operations.md).",
 )
 CARD_UPDATES = TopicSpec(
     "pending-points-card-updates",
@@ -81,7 +82,7 @@ REDRIVEN = TopicSpec(
 )
 
 ALL: tuple[TopicSpec, ...] = (
-    WEBHOOKS, DEAD_LETTERS, EVENTS, CARD_UPDATES, CUSTOMER_POINT_STATE, ACTIVATIONS, ENTRIES, REDRIVEN,
+    WEBHOOKS, DEAD_LETTERS, CARD_UPDATES, CUSTOMER_POINT_STATE, ACTIVATIONS, ENTRIES, REDRIVEN,
 )
 
 # Dead-letter record headers (the original headers are kept as well).
@@ -93,3 +94,6 @@ DLQ_SOURCE_OFFSET = "dlq-source-offset"
 DLQ_TRUNCATED = "dlq-truncated"  # the original value's length, when the copy had to be cut to fit the record limit
 SOURCE = "source"  # on the input topic: `backfill` for records written by `python -m app backfill`
 REDRIVEN_FROM = "redriven-from"  # on the input topic: `<dlq topic>/<partition>/<offset>`, by `python -m app redrive`
+# On the input topic: `<topic>/<partition>/<offset>` of a delivery that was not keyed by its voucher id (or not on
+# its card's partition), written again keyed by it by the cards stage.
+FORWARDED_FROM = "forwarded-from"

@@ -1,29 +1,79 @@
-"""Agent `cards`: fold normalized events into entry rows and the card aggregate; publish summaries, joins, entries."""
+"""Agent `cards`: read the input topic; validate each delivery, and fold the ones on their card's partition into
+entry rows and the card aggregate; publish summaries, joins, entries.
+
+A delivery keyed by its voucher id sits on its card's partition (what the webhook endpoint and `backfill`
+write): it is folded where it is, one Kafka hop from input to card. Any other valid delivery is written
+again to the input topic, keyed by its voucher id, with a `forwarded-from` header, and folded when that copy is
+read. A card's input is then one partition of one topic, which keeps its replay rule exact (logic/cards.py).
+"""
 from __future__ import annotations
 
-from app.agents.batches import batch_output, by_key, loaded, take
-from app.agents.publish import Outbox
+import logging
+
+import topics
 from app.agents import tables
+from app.agents.batches import batch_output, by_key, take
+from app.agents.deadletter import dead_letter
+from app.agents.publish import Outbox
 from app.compat import internals
 from app.logic import cards
+from app.logic.decode import Accepted, Rejected, Skipped, decode
 from app.main import (
-    activations_topic, app, card_updates_topic, cards_table, entries_table, entries_topic, events_topic, project_tz,
-    settings,
+    activations_topic, app, card_updates_topic, cards_table, entries_table, entries_topic, project_tz, settings,
+    webhooks_topic,
 )
 from app.models import codec
-from app.models.records import EntryRecord, NormalizedEvent
+from app.models.records import DeadLetterReason, EntryRecord, NormalizedEvent
 from app.ops import metrics
+from app.partitioner import partition_of
 
+logger = logging.getLogger(__name__)
 RETIRE_AFTER = settings.retire_after
+PARTITIONS = settings.partitions  # the input topic's, the tables' (co-partitioned)
 
 
-@app.agent(events_topic, name="cards")
+@app.agent(webhooks_topic, name="cards")
 async def process_cards(stream):
-    async for batch in take(stream, "cards"):  # (voucher_id, NormalizedEvent) records
+    async for batch in take(stream, "cards"):  # raw deliveries
         async with batch_output("cards", batch) as (out, writes):
-            valid = await loaded(batch, NormalizedEvent, lambda ev: ev.voucher_id)
-            for key, group in by_key(valid):  # one aggregate read and write per card per batch
+            here = []
+            for message in batch:
+                event = await _intake(message, out)
+                if event is not None:
+                    here.append((event.voucher_id.encode(), event, message))
+            for key, group in by_key(here):  # one aggregate read and write per card per batch
                 await _card(key, group, out, writes)
+
+
+async def _intake(message, out: Outbox) -> NormalizedEvent | None:
+    """Validate one delivery: its event if it is on its card's partition; else forward, skip or dead-letter it."""
+    try:
+        outcome = decode(message.value, dict(message.headers or ()), max_bytes=settings.max_delivery_bytes)
+    except Exception as exc:  # decode is total; this guards the partition against a bug in it
+        logger.exception("decode failed")
+        outcome = Rejected(DeadLetterReason(code="internal_error", detail=repr(exc)[:300]))
+    if isinstance(outcome, Accepted):
+        ev = outcome.event
+        key = ev.voucher_id.encode()
+        if message.key == key and message.partition == partition_of(key, PARTITIONS):
+            metrics.delivery(ev.step.value, "processed")
+            return ev
+        headers = [(k, v) for k, v in (message.headers or ()) if k != topics.FORWARDED_FROM]
+        if len(headers) != len(message.headers or ()):  # a copy we wrote, still not on its card's partition
+            await dead_letter(message, DeadLetterReason(
+                code="misplaced", detail=f"the input topic's partitions do not match PARTITIONS={PARTITIONS}"),
+                event_type=ev.step.value)
+            return None
+        # The copy keeps the delivery's timestamp, so latency is measured from when the delivery was written.
+        headers.append((topics.FORWARDED_FROM, f"{message.topic}/{message.partition}/{message.offset}".encode()))
+        await out.add(webhooks_topic, key, message.value, timestamp=message.timestamp, headers=headers)
+        metrics.forwarded(ev.step.value)
+    elif isinstance(outcome, Skipped):
+        metrics.skipped(outcome.event_type)
+        logger.debug("skipped unsupported event type %r", outcome.event_type)
+    else:
+        await dead_letter(message, outcome.reason, event_type=outcome.event_type or "unknown")
+    return None
 
 
 async def _card(key: bytes, group, out: Outbox, writes: tables.TableWrites) -> None:

@@ -1,7 +1,7 @@
 """Decide what to do with one webhook POST (pure: no I/O). The view reads the body and publishes.
 
 Order of checks: content type (415), size (413), signature (401), JSON (400); then the delivery is classified
-with the same `decode` the `ingest` agent uses. A delivery that is JSON but fails the models is still published:
+with the same `decode` the `cards` agent uses. A delivery that is JSON but fails the models is still published:
 the agent dead-letters it with its reason, where it can be inspected and replayed. Refusing it with a 4xx would
 only make Voucherify retry it for a day and then drop it.
 """

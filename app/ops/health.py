@@ -8,11 +8,11 @@ from __future__ import annotations
 import faust
 
 from app.compat import internals
-from app.main import app, cards_table, customers_table, entries_table, webhooks_topic, events_topic, card_updates_topic
+from app.main import app, cards_table, customers_table, entries_table, webhooks_topic, card_updates_topic
 
 
 TABLES: tuple[faust.TableT, ...] = (cards_table, entries_table, customers_table)
-SOURCE_TOPICS = (webhooks_topic, events_topic, card_updates_topic)
+SOURCE_TOPICS = (webhooks_topic, card_updates_topic)
 
 
 def not_ready_reason() -> str | None:

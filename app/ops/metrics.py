@@ -22,6 +22,12 @@ DELIVERIES = PromCounter(
     PREFIX + "deliveries", "Deliveries read from the input topic, by event type and outcome",
     ["event_type", "outcome"], registry=REGISTRY,
 )
+# A valid delivery not keyed by its voucher id (or not on its card's partition) is written again keyed by it, and
+# counted in DELIVERIES when that copy is folded.
+FORWARDED = PromCounter(
+    PREFIX + "forwarded", "Valid deliveries written again to the input topic keyed by their voucher id, by event type",
+    ["event_type"], registry=REGISTRY,
+)
 DEAD_LETTERS = PromCounter(
     PREFIX + "dead_letters", "Records written to the dead-letter topic, by reason code", ["code"], registry=REGISTRY,
 )
@@ -64,6 +70,10 @@ def _child(metric, *labels: str):
 
 def delivery(event_type: str, outcome: str) -> None:
     _child(DELIVERIES, event_type, outcome).inc()
+
+
+def forwarded(event_type: str) -> None:
+    _child(FORWARDED, event_type).inc()
 
 
 def stage_done(stage: str, timestamps: Iterable[float]) -> None:

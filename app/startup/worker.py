@@ -7,13 +7,15 @@ import sys
 
 from mode.utils.loops import get_event_loop
 
+import topics
+
 from app import compat
 from app.cli import admin
 from app.ops import logs
-from app.startup import restore
+from app.startup import restore, upgrade
 from app.startup.broker_wait import wait_for_broker
 from app.main import app, cards_table, customers_table, entries_table, settings
-from app.agents import cards, customers, ingest  # noqa: F401  (registers agents)
+from app.agents import cards, customers  # noqa: F401  (registers agents)
 from app.views import customers as customer_views, health, metrics, stats, vouchers, webhooks  # noqa: F401
 
 logger = logging.getLogger(__name__)
@@ -52,6 +54,8 @@ def main() -> None:
         # (services cache it at import). With a new loop here, a worker whose bulk restore touched the tables hung
         # on SIGTERM: the tables' tasks had been scheduled on the import-time loop, which no longer ran.
         loop = get_event_loop()
+        upgrade.check(settings.kafka_client_kwargs(), settings.app_id, settings.topic_name(topics.EVENTS.name),
+                      verify_end_offsets=settings.kafka_verify_end_offsets)
         _create_topics(loop)
         if settings.bulk_restore:
             restore.run([cards_table, entries_table, customers_table], settings.kafka_client_kwargs(),

@@ -218,7 +218,9 @@ def test_redrive__puts_back_the_dead_letters_of_one_code_once_and_after_the_fix_
     rc, out, log = command(broker, topic_prefix, "redrive", "--code", "too_large")
     assert rc == 0 and out["redriven"] == 0 and out["already_redriven"] == len(big), log
     inputs = kafka.read_until(broker.bootstrap, topic_prefix + topics.WEBHOOKS.name, lambda rs: False, timeout=3)
-    redriven = [r for r in inputs if "redriven-from" in dict(r.headers or ())]
+    # (a re-driven delivery keeps its key: one not keyed by its voucher id is then forwarded, a copy we leave out)
+    redriven = [r for r in inputs if "redriven-from" in dict(r.headers or ()) and
+                topics.FORWARDED_FROM not in dict(r.headers or ())]
     assert len(redriven) == len(big)  # once each, and only that code: the junk is still dead
     assert not any(k.startswith("dlq-") for r in redriven for k in dict(r.headers))
     # A delivery still invalid after a re-drive is dead-lettered again and left alone by the next run

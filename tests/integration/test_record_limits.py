@@ -22,7 +22,8 @@ def _one_customer(tag: str, n: int) -> list[simulate.Delivery]:
     out = []
     for i in range(n):
         d = simulate.fresh_added(tag, i)
-        out.append(simulate.Delivery(d.key, same.sub(f"cust_{tag}_00000000".encode(), d.value), d.headers, d.kind))
+        out.append(simulate.Delivery(d.key, same.sub(f"cust_{tag}_00000000".encode(), d.value), d.headers, d.kind,
+                                       d.voucher_id))
     return out
 
 
