@@ -143,3 +143,15 @@ def commit_to_end(bootstrap: str, group: str, topic: str) -> dict[int, int]:
             await consumer.stop()
 
     return asyncio.run(run())
+
+
+def topic_names(bootstrap: str) -> set[str]:
+    async def run() -> set[str]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            return set(await consumer.topics())
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())

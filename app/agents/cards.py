@@ -66,6 +66,12 @@ async def _intake(message, out: Outbox) -> NormalizedEvent | None:
             return None
         # The copy keeps the delivery's timestamp, so latency is measured from when the delivery was written.
         headers.append((topics.FORWARDED_FROM, f"{message.topic}/{message.partition}/{message.offset}".encode()))
+        if (size := internals.record_size(key, message.value, headers)) > settings.kafka_max_record_bytes:
+            # the Outbox would refuse it and stop the worker on this delivery for ever
+            await dead_letter(message, DeadLetterReason(code="too_large", detail=(
+                f"its copy keyed by voucher id would be {size} bytes, limit {settings.kafka_max_record_bytes}")),
+                event_type=ev.step.value)
+            return None
         await out.add(webhooks_topic, key, message.value, timestamp=message.timestamp, headers=headers)
         metrics.forwarded(ev.step.value)
     elif isinstance(outcome, Skipped):

@@ -11,18 +11,18 @@ State is two tables, co-partitioned by voucher id:
 Why no subset of a batch's writes can lose or double count (the broker has no transactions, and the two
 tables' changelogs are written independently):
 - The aggregate is the only source of totals, and it absorbs each input record at most once: a record at or below
-  `last_offset` was absorbed before a crash, so reprocessing it only repairs the entry row (an idempotent merge,
+  `input_offset` was absorbed before a crash, so reprocessing it only repairs the entry row (an idempotent merge,
   written again so the changelog surely has it); the aggregate is not touched.
-- A record above `last_offset` is absorbed relative to what the aggregate itself holds, never to what the entry
+- A record above `input_offset` is absorbed relative to what the aggregate itself holds, never to what the entry
   row says it was: a live entry's old contribution is the one stored in `live`. An entry the aggregate does not
   hold live is either retired (its row has `seq < next_seq`: the aggregate counted it and its part of the sums is
   final; a change to it, which Voucherify does not make to a finished entry, updates the row and the outputs but
   not the totals, since the row may already hold a change whose aggregate write was lost) or new to the aggregate
   (no row, or a row written by a batch whose aggregate write was lost: its `seq >= next_seq`), and is counted now.
 - Reprocessing the same input in the same order gives the same sequence numbers and versions (`version` is the
-  last absorbed offset + 1), so a summary downstream is ordered the same way whichever writes survived.
+  last absorbed offset + 1, above a base, below), so a summary downstream is ordered the same way whichever writes survived.
 - Except where a replay counts a row written ahead of it (the row holds input the replay has not read again yet,
-  `EntryRecord.offset`): from there until the input is read again that far, its totals include later input, and
+  `EntryRecord.input_offset`): from there until the input is read again that far, its totals include later input, and
   its summaries may rank below one the lost batch published (the customers stage keeps the highest version). So
   the card remembers how far those rows had come (`repair_upto`), and when the input is read again up to there
   (its totals then are those the lost run had at that point) the version moves past it and the summary is
@@ -179,9 +179,10 @@ class _Card:
         self.snapshot = agg.snapshot
         self.version = agg.version
         # Offsets below are the input topic's. `base` counts the `pending-points-events` records absorbed before
-        # the card read the input ("where a card's input comes from"): versions continue above it.
-        self.base = agg.last_offset + 1
+        # the card read the input ("where a card's input comes from"): versions continue above it, and above an
+        # events-era repair still pending (its version would have gone up to repair_upto + 1).
         reads_input = agg.source == "input"
+        self.base = agg.last_offset + 1 if reads_input else max(agg.last_offset, agg.repair_upto or -1) + 1
         self.last_offset = agg.input_offset if reads_input else -1
         self.next_seq = agg.next_seq
         self.live = dict(agg.live)
@@ -585,6 +586,7 @@ def plan_batch(raw: bytes | None, items: Sequence[tuple[NormalizedEvent, int]], 
     row, `side_row(seq)` a converted entry's copy, `committed` is the input partition's committed offset (None if
     unknown)."""
     first, last = items[0][1], items[-1][1]
+    switching = False
     card, upgraded = load(raw, retire_after) if raw is not None else (None, {})
     side_puts: dict[int, EntryRecord] = {}
     side_deletes: list[int] = []
@@ -593,7 +595,7 @@ def plan_batch(raw: bytes | None, items: Sequence[tuple[NormalizedEvent, int]], 
     if upgraded:  # converted now
         side_puts = {r.seq: r for r in upgraded.values()}
         n, upto, cleaned = len(upgraded), last, None
-    elif card is not None and card.source == "events":  # written before cards read the input: see the module doc
+    elif switching := card is not None and card.source == "events":  # written before cards read the input
         if upto is not None:  # the conversion's input (pending-points-events) was drained: drop the copies
             side_deletes, upto, cleaned = list(range(n)), None, last
         else:
@@ -613,8 +615,10 @@ def plan_batch(raw: bytes | None, items: Sequence[tuple[NormalizedEvent, int]], 
     out_rows += [(rec, eid in res.indexed or eid in upgraded) for eid, rec in res.rows.items()]
     new = res.card
     if (new.legacy_entries, new.legacy_upto, new.legacy_cleaned_upto) != (n, upto, cleaned):
-        new = new.model_copy(update={"legacy_entries": n, "legacy_upto": upto, "legacy_cleaned_upto": cleaned,
-                                     "source": "input"})
+        update = {"legacy_entries": n, "legacy_upto": upto, "legacy_cleaned_upto": cleaned, "source": "input"}
+        if switching and new is card:  # unchanged by the batch: the switch apply_batch makes (_Card), made here
+            update.update(last_offset=_Card(card).base - 1, input_offset=-1, repair_upto=None)
+        new = new.model_copy(update=update)
     write = res.changed or bool(upgraded) or bool(side_deletes) or new is not res.card  # with its side writes
     kind = "replay" if res.outputs.replay else "changed" if write else "unchanged"
     return Plan(side_puts, side_deletes, out_rows, new if write else None, res.outputs, kind)

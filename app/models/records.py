@@ -1,7 +1,7 @@
 """Our own records: internal topic values, table values and output records. Strict and versioned.
 
 Shapes, by topic / table:
-- `pending-points-events` (key voucher id):        NormalizedEvent
+- the input topic, decoded (logic/decode.py):       NormalizedEvent
 - table `cards` (key voucher id):                   CardAgg (CardState: the format before entry rows, read and converted)
 - table `entries` (key voucher id NUL entry id):    EntryRecord (+ index keys voucher id SOH seq, see logic/cards)
 - `pending-points-card-updates` (key customer id):  CardSummary
@@ -64,7 +64,8 @@ class CardSnapshot(_Strict):
 
 
 class NormalizedEvent(_Strict):
-    """A validated delivery, reduced to what the state needs; value of `pending-points-events`."""
+    """A validated delivery, reduced to what the state needs (`pending-points-events` held these before cards read
+    the input topic)."""
 
     v: Literal[1] = 1
     step: Step
@@ -138,7 +139,9 @@ class CardAgg(_Strict):
     # Where the card reads its input (logic/cards.py, "where a card's input comes from"): `input` (the input topic,
     # since cards read it directly), or `events` (an aggregate written while cards read `pending-points-events`).
     source: Literal["events", "input"] = "events"
-    last_offset: int = -1  # the last `pending-points-events` record absorbed; frozen once the card reads the input
+    # The last `pending-points-events` record absorbed (or an events-era repair's `repair_upto`, if higher): frozen
+    # once the card reads the input, as the base of its versions.
+    last_offset: int = -1
     input_offset: int = -1  # the last input topic record absorbed (replay detection)
     next_seq: int = 0  # entries counted so far; an entry row with seq < next_seq is counted (live or retired)
     live: dict[str, Live] = Field(default_factory=dict)

@@ -12,7 +12,7 @@ import topics
 from app import compat
 from app.cli import admin
 from app.ops import logs
-from app.startup import restore, upgrade
+from app.startup import preflight, restore
 from app.startup.broker_wait import wait_for_broker
 from app.main import app, cards_table, customers_table, entries_table, settings
 from app.agents import cards, customers  # noqa: F401  (registers agents)
@@ -54,9 +54,11 @@ def main() -> None:
         # (services cache it at import). With a new loop here, a worker whose bulk restore touched the tables hung
         # on SIGTERM: the tables' tasks had been scheduled on the import-time loop, which no longer ran.
         loop = get_event_loop()
-        upgrade.check(settings.kafka_client_kwargs(), settings.app_id, settings.topic_name(topics.EVENTS.name),
-                      verify_end_offsets=settings.kafka_verify_end_offsets)
+        client = settings.kafka_client_kwargs()
+        preflight.check_drained(client, settings.app_id, settings.topic_name(topics.EVENTS.name),
+                                verify_end_offsets=settings.kafka_verify_end_offsets)
         _create_topics(loop)
+        preflight.check_input_partitions(client, settings.topic_name(topics.WEBHOOKS.name), settings.partitions)
         if settings.bulk_restore:
             restore.run([cards_table, entries_table, customers_table], settings.kafka_client_kwargs(),
                         verify_end_offsets=settings.kafka_verify_end_offsets, loop=loop)

@@ -102,3 +102,31 @@ def test_topics_the_service_creates_carry_kafkas_record_limit(broker, worker_fac
                              timeout=30, what="topic configs")
     wrong = {n: got[n] for n in names if got[n].get("max.message.bytes") != str(1024 * 1024 + 12)}
     assert not wrong, wrong
+
+
+def test_a_delivery_whose_forwarded_copy_would_be_over_the_limit_is_dead_lettered_and_the_worker_goes_on(
+    broker, worker_factory, topic_prefix
+):
+    import json
+
+    # Given a valid delivery under MAX_DELIVERY_BYTES, not keyed by its voucher id, with 17 KB of headers: its copy
+    # keyed by voucher id (plus a forwarded-from header) would be over the 64 KiB record limit
+    fat = simulate.fresh_added("fat", 0)
+    body = json.loads(fat.value)
+    body["padding"] = "x" * (49_000 - len(fat.value))  # unknown fields are ignored
+    value = json.dumps(body).encode()
+    assert len(value) <= int(SMALL_LIMIT["MAX_DELIVERY_BYTES"])
+    after = simulate.fresh_added("after", 0)
+    worker_factory("small", **SMALL_LIMIT).wait_ready()
+    kafka.produce(broker.bootstrap, topic_prefix + topics.WEBHOOKS.name,
+                  [(b"not-its-voucher", value, [("x-pad", b"p" * 17_000)]), (None, after.value, after.headers)])
+
+    # Then it is dead-lettered as too_large, saying why, and the next delivery is processed
+    dlq = kafka.read_until(broker.bootstrap, topic_prefix + topics.DEAD_LETTERS.name, lambda rs: len(rs) >= 1,
+                           timeout=60)
+    headers = dict(dlq[0].headers)
+    assert headers["dlq-code"] == b"too_large" and b"copy keyed by voucher id" in headers["dlq-reason"], headers
+    states = kafka.read_until(broker.bootstrap, topic_prefix + topics.CUSTOMER_POINT_STATE.name,
+                              lambda rs: any(r.key.startswith(b"cust_after_") for r in rs), timeout=60)
+    assert any(r.key.startswith(b"cust_after_") for r in states)
+    assert not any(r.key.startswith(b"cust_fat_") for r in states)

@@ -1,4 +1,4 @@
-"""Upgrading from a version whose cards read `pending-points-events`: records it left unread there are not lost."""
+"""Checks before a worker starts: an earlier version's unread records, the input topic's partition count."""
 from __future__ import annotations
 
 import topics
@@ -20,6 +20,19 @@ def test_upgrade__a_worker_refuses_to_start_over_records_an_earlier_version_left
     log = refused.log_tail()
     assert "1 records in " + events in log and "Upgrading" in log, log
 
-    # Once the earlier version has read it (its consumer group committed past it), this version starts
+    # Once the earlier version has read it (its consumer group committed past it), this version starts, and
+    # deletes the drained topic (the group's offsets on it would expire, and the check would then count it again)
     assert sum(kafka.commit_to_end(broker.bootstrap, app_id, events).values()) == 1
-    worker_factory("started").wait_ready()
+    started = worker_factory("started").wait_ready()
+    assert "deleted " + events in started.log_tail(100_000)
+    assert events not in kafka.topic_names(broker.bootstrap)
+
+
+def test_a_worker_refuses_an_input_topic_with_another_partition_count_than_partitions(
+    broker, worker_factory, topic_prefix
+):
+    # A delivery is folded on the input partition it sits on, which must be its card's table partition
+    kafka.create_topic(broker.bootstrap, topic_prefix + topics.WEBHOOKS.name, 3)
+    w = worker_factory("mismatch", PARTITIONS="4")
+    assert w.process.wait(60) != 0
+    assert "has 3 partitions and PARTITIONS is 4" in w.log_tail(), w.log_tail()

@@ -26,7 +26,7 @@ class Driver:
     entry_records: dict[str, dict] = field(default_factory=dict)
     published: int = 0
     dead_letters: int = 0
-    _offset: int = 0  # next offset on pending-points-events
+    _offset: int = 0  # next offset of the card stage's input
     _summary_offset: int = 0  # next offset on pending-points-card-updates
 
     def feed(self, value: bytes | None, headers: dict[str, bytes]) -> None:

@@ -156,10 +156,11 @@ def test_an_aggregate_written_while_cards_read_pending_points_events_reads_the_i
                                   "repair_upto": 950})  # as the previous version left it
     new, out = c.apply(old, event(Step.ACTIVATED, at=T + dt.timedelta(days=1)), 3, UTC)
     assert not out.replay  # input offset 3 is below 900, yet new: it is another topic's offset
-    assert (new.source, new.last_offset, new.input_offset, new.repair_upto) == ("input", 900, 3, None)
-    assert [s.version for s in out.summaries] == [901 + 3 + 1] and out.summaries[0].points.activated_points == 10
+    # its versions continue above the old ones, and above the repair it had pending (up to version 951)
+    assert (new.source, new.last_offset, new.input_offset, new.repair_upto) == ("input", 950, 3, None)
+    assert [s.version for s in out.summaries] == [951 + 3 + 1] and out.summaries[0].points.activated_points == 10
     again, out = c.apply(new, event(Step.ACTIVATED, at=T + dt.timedelta(days=1)), 3, UTC)
-    assert out.replay and again.version == 905  # the input record now is a replay
+    assert out.replay and again.version == 955  # the input record now is a replay
 
 
 def test_plan_batch__an_old_aggregates_conversion_copies_are_dropped_at_its_first_input_batch():
@@ -167,9 +168,17 @@ def test_plan_batch__an_old_aggregates_conversion_copies_are_dropped_at_its_firs
     topic is drained before the upgrade, so the card's first batch from the input deletes them."""
     c = _Card()
     card, _ = c.apply(None, event(Step.ADDED), 0, UTC)
-    old = card.model_copy(update={"source": "events", "last_offset": 40, "legacy_entries": 2, "legacy_upto": 40})
+    old = card.model_copy(update={"source": "events", "last_offset": 40, "input_offset": -1, "legacy_entries": 2,
+                                  "legacy_upto": 40})
     plan = cards.plan_batch(codec.dump(old),
                             [(event(Step.ADDED, entry="lopp_2"), 7)], lambda eid: c.rows.get(("v1", eid)),
                             lambda seq: None, None, UTC, H72)
     assert plan.side_deletes == [0, 1] and plan.card is not None
     assert (plan.card.source, plan.card.legacy_upto, plan.card.legacy_cleaned_upto) == ("input", None, 7)
+    # also when the batch changes nothing else: the aggregate written is an input one, its events-era repair gone
+    stale = old.model_copy(update={"repair_upto": 60})
+    plan = cards.plan_batch(codec.dump(stale), [(event(Step.ADDED), 8)], lambda eid: c.rows.get(("v1", eid)),
+                            lambda seq: None, None, UTC, H72)
+    assert plan.side_deletes == [0, 1] and plan.card is not None and not plan.outputs.summaries
+    assert (plan.card.source, plan.card.last_offset, plan.card.input_offset, plan.card.repair_upto) == (
+        "input", 60, -1, None)
