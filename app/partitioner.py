@@ -39,11 +39,6 @@ def murmur2(data: bytes) -> int:
     return h ^ (h >> 15)
 
 
-def partition_of(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner picks for `key` among `partitions`."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
-
-
 class CachedPartitioner:
     def __init__(self, max_keys: int = 100_000) -> None:
         self._hashes: dict[bytes, int] = {}

@@ -25,11 +25,12 @@ from app.main import (
 from app.models import codec
 from app.models.records import DeadLetterReason, EntryRecord, NormalizedEvent
 from app.ops import metrics
-from app.partitioner import partition_of
 
 logger = logging.getLogger(__name__)
 RETIRE_AFTER = settings.retire_after
-PARTITIONS = settings.partitions  # the input topic's, the tables' (co-partitioned)
+PARTITIONS = settings.partitions  # the input topic's, the tables' (co-partitioned; checked at start)
+_HOME = range(PARTITIONS)
+_partitioner = app.conf.producer_partitioner  # the one the outbox and the webhook endpoint use (app/main.py)
 
 
 @app.agent(webhooks_topic, name="cards")
@@ -55,7 +56,7 @@ async def _intake(message, out: Outbox) -> NormalizedEvent | None:
     if isinstance(outcome, Accepted):
         ev = outcome.event
         key = ev.voucher_id.encode()
-        if message.key == key and message.partition == partition_of(key, PARTITIONS):
+        if message.key == key and message.partition == _partitioner(key, _HOME, _HOME):
             metrics.delivery(ev.step.value, "processed")
             return ev
         headers = [(k, v) for k, v in (message.headers or ()) if k != topics.FORWARDED_FROM]
