@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import logging
 
-import topics
 from app.agents import tables
 from app.agents.batches import batch_output, by_key, take
 from app.agents.deadletter import dead_letter
 from app.agents.publish import Outbox
 from app.compat import internals
-from app.logic import cards
-from app.logic.decode import Accepted, Rejected, Skipped, decode
+from app.logic import cards, routing
+from app.logic.decode import Rejected, Skipped, decode
 from app.main import (
     activations_topic, app, card_updates_topic, cards_table, entries_table, entries_topic, project_tz, settings,
     webhooks_topic,
@@ -29,6 +28,7 @@ from app.ops import metrics
 logger = logging.getLogger(__name__)
 RETIRE_AFTER = settings.retire_after
 PARTITIONS = settings.partitions  # the input topic's, the tables' (co-partitioned; checked at start)
+MAX_DELIVERY, MAX_RECORD = settings.max_delivery_bytes, settings.kafka_max_record_bytes
 _HOME = range(PARTITIONS)
 _partitioner = app.conf.producer_partitioner  # the one the outbox and the webhook endpoint use (app/main.py)
 
@@ -47,40 +47,33 @@ async def process_cards(stream):
 
 
 async def _intake(message, out: Outbox) -> NormalizedEvent | None:
-    """Validate one delivery: its event if it is on its card's partition; else forward, skip or dead-letter it."""
+    """Validate one delivery: its event if it is folded here; else forward, skip or dead-letter it."""
     try:
-        outcome = decode(message.value, dict(message.headers or ()), max_bytes=settings.max_delivery_bytes)
+        outcome = decode(message.value, dict(message.headers or ()), max_bytes=MAX_DELIVERY)
     except Exception as exc:  # decode is total; this guards the partition against a bug in it
         logger.exception("decode failed")
         outcome = Rejected(DeadLetterReason(code="internal_error", detail=repr(exc)[:300]))
-    if isinstance(outcome, Accepted):
-        ev = outcome.event
-        key = ev.voucher_id.encode()
-        if message.key == key and message.partition == _partitioner(key, _HOME, _HOME):
-            metrics.delivery(ev.step.value, "processed")
-            return ev
-        headers = [(k, v) for k, v in (message.headers or ()) if k != topics.FORWARDED_FROM]
-        if len(headers) != len(message.headers or ()):  # a copy we wrote, still not on its card's partition
-            await dead_letter(message, DeadLetterReason(
-                code="misplaced", detail=f"the input topic's partitions do not match PARTITIONS={PARTITIONS}"),
-                event_type=ev.step.value)
-            return None
+    step = routing.route(outcome, message.key, message.partition, message.headers,
+                         f"{message.topic}/{message.partition}/{message.offset}", home=_home,
+                         size=lambda key, headers: internals.record_size(key, message.value, headers),
+                         max_record=MAX_RECORD)
+    if isinstance(step, routing.Fold):
+        metrics.delivery(step.event.step.value, "processed")
+        return step.event
+    if isinstance(step, routing.Forward):
         # The copy keeps the delivery's timestamp, so latency is measured from when the delivery was written.
-        headers.append((topics.FORWARDED_FROM, f"{message.topic}/{message.partition}/{message.offset}".encode()))
-        if (size := internals.record_size(key, message.value, headers)) > settings.kafka_max_record_bytes:
-            # the Outbox would refuse it and stop the worker on this delivery for ever
-            await dead_letter(message, DeadLetterReason(code="too_large", detail=(
-                f"its copy keyed by voucher id would be {size} bytes, limit {settings.kafka_max_record_bytes}")),
-                event_type=ev.step.value)
-            return None
-        await out.add(webhooks_topic, key, message.value, timestamp=message.timestamp, headers=headers)
-        metrics.forwarded(ev.step.value)
-    elif isinstance(outcome, Skipped):
-        metrics.skipped(outcome.event_type)
-        logger.debug("skipped unsupported event type %r", outcome.event_type)
+        await out.add(webhooks_topic, step.key, message.value, timestamp=message.timestamp, headers=step.headers)
+        metrics.forwarded(step.event.step.value)
+    elif isinstance(step, Skipped):
+        metrics.skipped(step.event_type)
+        logger.debug("skipped unsupported event type %r", step.event_type)
     else:
-        await dead_letter(message, outcome.reason, event_type=outcome.event_type or "unknown")
+        await dead_letter(message, step.reason, event_type=step.event_type or "unknown")
     return None
+
+
+def _home(key: bytes) -> int:
+    return _partitioner(key, _HOME, _HOME)
 
 
 async def _card(key: bytes, group, out: Outbox, writes: tables.TableWrites) -> None:

@@ -182,7 +182,8 @@ class _Card:
         # the card read the input ("where a card's input comes from"): versions continue above it, and above an
         # events-era repair still pending (its version would have gone up to repair_upto + 1).
         reads_input = agg.source == "input"
-        self.base = agg.last_offset + 1 if reads_input else max(agg.last_offset, agg.repair_upto or -1) + 1
+        self.base = agg.last_offset + 1 if reads_input else max(
+            agg.last_offset, agg.repair_upto if agg.repair_upto is not None else -1) + 1
         self.last_offset = agg.input_offset if reads_input else -1
         self.next_seq = agg.next_seq
         self.live = dict(agg.live)
@@ -230,7 +231,7 @@ class _Card:
     def repair_done(self, last_offset: int) -> bool:
         """After a batch read up to `last_offset`: once the input is read again as far as rows counted ahead of it
         had come, the card's totals are what a run without the crash had at that point, and the lost batch may
-        have published a summary with a version up to `repair_upto + 1` that this replay's earlier ones do not
+        have published a summary with a version up to `base + repair_upto + 1` that this replay's earlier ones do not
         outrank: the version moves there and the summary is published again (True)."""
         if self.repair_upto is None or last_offset < self.repair_upto:
             return False

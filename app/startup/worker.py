@@ -49,17 +49,17 @@ def main() -> None:
         logs.configure_early(settings.log_format, settings.log_level)
         compat.check_versions()
         webhooks.log_mode()
-        wait_for_broker(settings.kafka_client_kwargs(), settings.broker_wait_s)
+        client = settings.kafka_client_kwargs()
+        wait_for_broker(client, settings.broker_wait_s)
         # One event loop for the start-up steps and for Faust: the one mode made current when the app was declared
         # (services cache it at import). With a new loop here, a worker whose bulk restore touched the tables hung
         # on SIGTERM: the tables' tasks had been scheduled on the import-time loop, which no longer ran.
         loop = get_event_loop()
-        client = settings.kafka_client_kwargs()
         preflight.check_drained(client, settings.app_id, settings.topic_name(topics.EVENTS.name),
                                 verify_end_offsets=settings.kafka_verify_end_offsets)
         _create_topics(loop)
         preflight.check_input_partitions(client, settings.topic_name(topics.WEBHOOKS.name), settings.partitions)
         if settings.bulk_restore:
-            restore.run([cards_table, entries_table, customers_table], settings.kafka_client_kwargs(),
+            restore.run([cards_table, entries_table, customers_table], client,
                         verify_end_offsets=settings.kafka_verify_end_offsets, loop=loop)
     app.main()

@@ -109,23 +109,30 @@ def test_a_delivery_whose_forwarded_copy_would_be_over_the_limit_is_dead_lettere
 ):
     import json
 
-    # Given a valid delivery under MAX_DELIVERY_BYTES, not keyed by its voucher id, with 17 KB of headers: its copy
-    # keyed by voucher id (plus a forwarded-from header) would be over the 64 KiB record limit
+    from aiokafka.record.default_records import DefaultRecordBatchBuilder
+
+    limit = int(SMALL_LIMIT["KAFKA_MAX_RECORD_BYTES"])
+    # Given a valid delivery under MAX_DELIVERY_BYTES, not keyed by its voucher id, whose record is just under the
+    # 64 KiB limit (headers fill it): its copy, keyed by voucher id and with a forwarded-from header, would not be
     fat = simulate.fresh_added("fat", 0)
     body = json.loads(fat.value)
     body["padding"] = "x" * (49_000 - len(fat.value))  # unknown fields are ignored
     value = json.dumps(body).encode()
     assert len(value) <= int(SMALL_LIMIT["MAX_DELIVERY_BYTES"])
+    key = b"k"
+    pad = limit - 10 - DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, [("x-pad", b"")])
+    headers = [("x-pad", b"p" * pad)]
+    assert limit - 20 < DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers) <= limit
     after = simulate.fresh_added("after", 0)
     worker_factory("small", **SMALL_LIMIT).wait_ready()
     kafka.produce(broker.bootstrap, topic_prefix + topics.WEBHOOKS.name,
-                  [(b"not-its-voucher", value, [("x-pad", b"p" * 17_000)]), (None, after.value, after.headers)])
+                  [(key, value, headers), (None, after.value, after.headers)])
 
-    # Then it is dead-lettered as too_large, saying why, and the next delivery is processed
+    # Then it is dead-lettered, saying why, and the next delivery is processed
     dlq = kafka.read_until(broker.bootstrap, topic_prefix + topics.DEAD_LETTERS.name, lambda rs: len(rs) >= 1,
                            timeout=60)
-    headers = dict(dlq[0].headers)
-    assert headers["dlq-code"] == b"too_large" and b"copy keyed by voucher id" in headers["dlq-reason"], headers
+    reason = dict(dlq[0].headers)
+    assert reason["dlq-code"] == b"copy_too_large" and b"KAFKA_MAX_RECORD_BYTES" in reason["dlq-reason"], reason
     states = kafka.read_until(broker.bootstrap, topic_prefix + topics.CUSTOMER_POINT_STATE.name,
                               lambda rs: any(r.key.startswith(b"cust_after_") for r in rs), timeout=60)
     assert any(r.key.startswith(b"cust_after_") for r in states)

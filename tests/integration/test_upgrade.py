@@ -1,8 +1,12 @@
 """Checks before a worker starts: an earlier version's unread records, the input topic's partition count."""
 from __future__ import annotations
 
+import pytest
+
 import topics
 from devtools import kafka
+
+pytestmark = pytest.mark.integration
 
 
 def test_upgrade__a_worker_refuses_to_start_over_records_an_earlier_version_left_unread_then_starts_once_read(

@@ -1,0 +1,58 @@
+"""Where a validated delivery goes in the cards stage (pure: no I/O).
+
+A card's input is one partition of the input topic (logic/cards.py, "where a card's input comes from"). A delivery
+keyed by its voucher id on the partition Kafka's default partitioner gives that key is folded where it is. Any
+other valid delivery is forwarded: written again to the input topic, keyed by its voucher id, with its bytes and
+headers and a `forwarded-from: <topic>/<partition>/<offset>` header. A forwarded copy that is still not on its
+card's partition is dead-lettered (`misplaced`), never forwarded again; a delivery whose copy would be over the
+record limit is dead-lettered (`copy_too_large`) instead of stopping the worker on a refused record.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import topics
+from app.logic.decode import Accepted, Decoded, Rejected, Skipped
+from app.models.records import DeadLetterReason, NormalizedEvent
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Fold:
+    event: NormalizedEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    event: NormalizedEvent
+    key: bytes  # the voucher id
+    headers: list[tuple[str, bytes]]  # the delivery's, plus forwarded-from
+
+
+Route = Fold | Forward | Skipped | Rejected
+
+
+def route(outcome: Decoded, key: bytes | None, partition: int, headers: Headers | None, coordinates: str, *,
+          home: Callable[[bytes], int], size: Callable[[bytes, list[tuple[str, bytes]]], int],
+          max_record: int) -> Route:
+    """`coordinates`: the delivery's `<topic>/<partition>/<offset>`; `home(key)`: the partition of a voucher id;
+    `size(key, headers)`: the copy's record size with the delivery's value."""
+    if not isinstance(outcome, Accepted):
+        return outcome
+    ev = outcome.event
+    voucher = ev.voucher_id.encode()
+    if key == voucher and partition == home(voucher):
+        return Fold(ev)
+    kept = [(k, v) for k, v in headers or () if k != topics.FORWARDED_FROM]
+    if len(kept) != len(headers or ()):  # a copy we wrote, still not on its card's partition
+        return Rejected(DeadLetterReason(code="misplaced", detail=(
+            f"forwarded to partition {partition}, its voucher's is {home(voucher)}: the input topic's partition "
+            "count differs from PARTITIONS")), ev.step.value)
+    copy = [*kept, (topics.FORWARDED_FROM, coordinates.encode())]
+    if (n := size(voucher, copy)) > max_record:
+        return Rejected(DeadLetterReason(code="copy_too_large", detail=(
+            f"its copy keyed by voucher id would be {n} bytes, limit {max_record} (KAFKA_MAX_RECORD_BYTES)")),
+            ev.step.value)
+    return Forward(ev, voucher, copy)

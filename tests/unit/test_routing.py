@@ -1,0 +1,49 @@
+"""The cards stage's decision for each delivery: fold it on its card's partition, or forward it there once."""
+from __future__ import annotations
+
+import datetime as dt
+
+import topics
+from app.logic import routing
+from app.logic.decode import Accepted, Rejected, Skipped
+from app.models.records import DeadLetterReason, NormalizedEvent, Observation, Step
+
+EVENT = NormalizedEvent(step=Step.ADDED, entry_id="lopp_1", voucher_id="v_1", customer_id="c1",
+                        observation=Observation(points=5, activates_at=dt.date(2025, 3, 5), customer_id="c1"))
+HOME = {b"v_1": 2}
+
+
+def route(key, partition, headers=(), *, size=100, outcome=Accepted(EVENT)):
+    return routing.route(outcome, key, partition, list(headers), "in/1/42", home=HOME.__getitem__,
+                         size=lambda key, headers: size + len(key) + sum(len(k) + len(v) for k, v in headers),
+                         max_record=1000)
+
+
+def test_a_delivery_keyed_by_its_voucher_on_its_partition_is_folded_where_it_sits():
+    assert route(b"v_1", 2) == routing.Fold(EVENT)
+
+
+def test_any_other_valid_delivery_is_forwarded_keyed_by_its_voucher_with_its_headers_and_where_it_came_from():
+    headers = [("event-type", b"voucher.loyalty_card.pending_points.added"), ("source", b"backfill")]
+    for key, partition in ((None, 2), (b"c1", 2), (b"v_1", 0)):  # no key, another key, its key elsewhere
+        assert route(key, partition, headers) == routing.Forward(
+            EVENT, b"v_1", [*headers, (topics.FORWARDED_FROM, b"in/1/42")]), (key, partition)
+
+
+def test_a_forwarded_copy_is_folded_on_its_cards_partition_and_never_forwarded_again():
+    copy = [("event-type", b"x"), (topics.FORWARDED_FROM, b"in/0/7")]
+    assert route(b"v_1", 2, copy) == routing.Fold(EVENT)
+    misplaced = route(b"v_1", 1, copy)  # the topic's partition count is not PARTITIONS
+    assert isinstance(misplaced, Rejected) and misplaced.reason.code == "misplaced" and misplaced.event_type == "added"
+
+
+def test_a_delivery_whose_copy_would_be_over_the_record_limit_is_dead_lettered_not_forwarded():
+    assert isinstance(route(None, 0, size=976), routing.Forward)  # 976 + key (3) + header (21): exactly 1000
+    too_big = route(None, 0, size=980)  # 980 + 3 + 21: over
+    assert isinstance(too_big, Rejected) and too_big.reason.code == "copy_too_large"
+    assert "KAFKA_MAX_RECORD_BYTES" in too_big.reason.detail
+
+
+def test_skipped_and_rejected_deliveries_pass_through():
+    skipped, rejected = Skipped("customer.order.paid"), Rejected(DeadLetterReason(code="empty", detail="x"))
+    assert route(None, 0, outcome=skipped) is skipped and route(b"v_1", 2, outcome=rejected) is rejected
