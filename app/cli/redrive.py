@@ -46,9 +46,8 @@ async def _read_all(settings: Settings, topic: str, keep=lambda record: True) ->
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        if settings.kafka_verify_end_offsets:  # the embedded broker under-reports ends after multi-record batches
-            ends = await end_offsets.true_end_offsets(settings.kafka_client_kwargs(), ends)
+        ends = await end_offsets.end_offsets_of(consumer, tps, settings.kafka_client_kwargs(),
+                                                verify=settings.kafka_verify_end_offsets)
         pending = {tp for tp in tps if ends[tp] > 0}
         out = []
         while pending:

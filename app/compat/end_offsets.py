@@ -25,6 +25,14 @@ _PROBE_IDLE_MS = 150  # no records for this long (several fetch rounds of _PROBE
 _PROBE_FETCH_WAIT_MS = 20  # the embedded broker holds an empty fetch for the whole wait
 
 
+async def end_offsets_of(consumer: Any, tps: list, client_kwargs: dict[str, Any], *,
+                         verify: bool) -> dict[Any, int | None]:
+    """`consumer`'s end offsets for `tps`, corrected for the embedded broker's under-reporting when `verify`
+    (KAFKA_VERIFY_END_OFFSETS)."""
+    ends: dict[Any, int | None] = dict(await consumer.end_offsets(tps))
+    return await true_end_offsets(client_kwargs, ends) if verify else ends
+
+
 async def true_end_offsets(client_kwargs: dict[str, Any], reported: Mapping[Any, int | None]) -> dict[Any, int | None]:
     """Return end offsets at least as large as `reported`, corrected by reading past each reported end."""
     probe = {tp: end for tp, end in reported.items() if end}  # None/0: empty partition, nothing to correct

@@ -74,9 +74,8 @@ def _marker(db: rocksdict.Rdict) -> int | None:
 
 async def _restore(consumer: AIOKafkaConsumer, client_kwargs: dict, dbs: dict[TopicPartition, rocksdict.Rdict],
                    verify_end_offsets: bool) -> int:
-    ends: dict[Any, int | None] = dict(await consumer.end_offsets(list(dbs)))
-    if verify_end_offsets:  # one probe for every partition (it ends after a short idle round)
-        ends = await end_offsets.true_end_offsets(client_kwargs, ends)
+    # one probe for every partition when verifying (it ends after a short idle round)
+    ends = await end_offsets.end_offsets_of(consumer, list(dbs), client_kwargs, verify=verify_end_offsets)
     markers = {tp: _marker(db) for tp, db in dbs.items()}  # last offset applied, or None
     todo: dict[TopicPartition, int] = {}  # partition -> end offset still to reach
     for tp, marker in markers.items():
