@@ -24,36 +24,21 @@ from app.compat import end_offsets
 logger = logging.getLogger(__name__)
 
 
-async def unread(client_kwargs: dict[str, Any], group: str, topic: str, *,
-                 verify_end_offsets: bool) -> dict[int, int] | None:
-    """Records of `topic` past `group`'s committed offsets, per partition with any; None if there is no such topic."""
-    consumer = AIOKafkaConsumer(group_id=group, enable_auto_commit=False, **client_kwargs)
-    await consumer.start()
-    try:
-        if topic not in await consumer.topics():
-            return None
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        ends: dict[Any, int | None] = dict(await consumer.end_offsets(tps))
-        if verify_end_offsets:  # the embedded broker under-reports ends after multi-record batches
-            ends = await end_offsets.true_end_offsets(client_kwargs, ends)
-        starts = await consumer.beginning_offsets(tps)
-        out = {}
-        for tp in tps:
-            read_upto = max(await consumer.committed(tp) or 0, starts.get(tp, 0))  # below the start: expired
-            if (left := (ends.get(tp) or 0) - read_upto) > 0:
-                out[tp.partition] = left
-        return out
-    finally:
-        await consumer.stop()
-
-
-async def partitions(client_kwargs: dict[str, Any], topic: str) -> int | None:
-    consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, **client_kwargs)
-    await consumer.start()
-    try:
-        return len(consumer.partitions_for_topic(topic) or ()) if topic in await consumer.topics() else None
-    finally:
-        await consumer.stop()
+async def _unread(consumer: AIOKafkaConsumer, client_kwargs: dict[str, Any], topic: str, *,
+                  verify_end_offsets: bool) -> dict[int, int] | None:
+    """Records of `topic` past the consumer's group's committed offsets, per partition with any; None if there is
+    no such topic (in the consumer's metadata)."""
+    if consumer.partitions_for_topic(topic) is None:
+        return None
+    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+    ends = await end_offsets.end_offsets_of(consumer, tps, client_kwargs, verify=verify_end_offsets)
+    starts = await consumer.beginning_offsets(tps)
+    out = {}
+    for tp in tps:
+        read_upto = max(await consumer.committed(tp) or 0, starts.get(tp, 0))  # below the start: expired
+        if (left := (ends.get(tp) or 0) - read_upto) > 0:
+            out[tp.partition] = left
+    return out
 
 
 async def _delete(client_kwargs: dict[str, Any], topic: str) -> None:
@@ -65,27 +50,44 @@ async def _delete(client_kwargs: dict[str, Any], topic: str) -> None:
         await admin.close()
 
 
-def check_drained(client_kwargs: dict[str, Any], group: str, topic: str, *, verify_end_offsets: bool) -> None:
-    left = asyncio.run(unread(client_kwargs, group, topic, verify_end_offsets=verify_end_offsets))
+async def _check(client_kwargs: dict[str, Any], group: str, legacy: str, input_topic: str, partitions: int, *,
+                 verify_end_offsets: bool) -> str | None:
+    """What to do, if the worker must not start."""
+    consumer = AIOKafkaConsumer(group_id=group, enable_auto_commit=False, **client_kwargs)
+    await consumer.start()
+    try:
+        await consumer.topics()  # one metadata request: every topic's partitions
+        left = await _unread(consumer, client_kwargs, legacy, verify_end_offsets=verify_end_offsets)
+        n = len(parts) if (parts := consumer.partitions_for_topic(input_topic)) is not None else None
+    finally:
+        await consumer.stop()
     if left:
-        raise SystemExit(
-            f"{sum(left.values())} records in {topic} (partitions {sorted(left)}) were written by an earlier version "
-            f"of this service and not yet read: this version no longer reads that topic. Let the earlier version's "
-            f"workers catch up (consumer lag 0 on {topic}), then start this one; see docs/operations.md, "
-            f"\"Upgrading\".")
+        return (
+            f"{sum(left.values())} records in {legacy} (partitions {sorted(left)}) were written by an earlier "
+            f"version of this service and not yet read: this version no longer reads that topic. Let the earlier "
+            f"version's workers catch up (consumer lag 0 on {legacy}), then start this one; see "
+            f"docs/operations.md, \"Upgrading\".")
+    if n is not None and n != partitions:
+        return (
+            f"{input_topic} has {n} partitions and PARTITIONS is {partitions}: a delivery is folded on the input "
+            f"partition it sits on, which must be its card's. Run with PARTITIONS={n} (a new APP_ID if the tables "
+            f"exist), or create the input topic with {partitions} partitions; see docs/operations.md, \"Scale out\".")
     if left is not None:  # drained: remove it before its committed offsets expire
         try:
-            asyncio.run(_delete(client_kwargs, topic))
-            logger.info("deleted %s: an earlier version's topic, drained", topic)
+            await _delete(client_kwargs, legacy)
+            logger.info("deleted %s: an earlier version's topic, drained", legacy)
         except Exception as exc:
             logger.warning("%s is drained but could not be deleted (%r): delete it, or a start after the group's "
-                           "offsets on it expire will refuse to run", topic, exc)
+                           "offsets on it expire will refuse to run", legacy, exc)
+    return None
 
 
-def check_input_partitions(client_kwargs: dict[str, Any], topic: str, expected: int) -> None:
-    n = asyncio.run(partitions(client_kwargs, topic))
-    if n is not None and n != expected:
-        raise SystemExit(
-            f"{topic} has {n} partitions and PARTITIONS is {expected}: a delivery is folded on the input partition it "
-            f"sits on, which must be its card's. Run with PARTITIONS={n} (a new APP_ID if the tables exist), or "
-            f"create the input topic with {expected} partitions; see docs/operations.md, \"Scale out\".")
+def check(client_kwargs: dict[str, Any], group: str, legacy: str, input_topic: str, partitions: int, *,
+          verify_end_offsets: bool, loop: asyncio.AbstractEventLoop) -> None:
+    """Exit with what to do if `legacy` (`pending-points-events`) holds records `group` has not read, or if
+    `input_topic` does not have `partitions` partitions; delete `legacy` once drained. Runs on the worker's loop
+    (app/startup/worker.py says why)."""
+    refusal = loop.run_until_complete(_check(client_kwargs, group, legacy, input_topic, partitions,
+                                             verify_end_offsets=verify_end_offsets))
+    if refusal:
+        raise SystemExit(refusal)

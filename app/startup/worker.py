@@ -55,10 +55,10 @@ def main() -> None:
         # (services cache it at import). With a new loop here, a worker whose bulk restore touched the tables hung
         # on SIGTERM: the tables' tasks had been scheduled on the import-time loop, which no longer ran.
         loop = get_event_loop()
-        preflight.check_drained(client, settings.app_id, settings.topic_name(topics.EVENTS.name),
-                                verify_end_offsets=settings.kafka_verify_end_offsets)
         _create_topics(loop)
-        preflight.check_input_partitions(client, settings.topic_name(topics.WEBHOOKS.name), settings.partitions)
+        preflight.check(client, settings.app_id, settings.topic_name(topics.EVENTS.name),
+                        settings.topic_name(topics.WEBHOOKS.name), settings.partitions,
+                        verify_end_offsets=settings.kafka_verify_end_offsets, loop=loop)
         if settings.bulk_restore:
             restore.run([cards_table, entries_table, customers_table], client,
                         verify_end_offsets=settings.kafka_verify_end_offsets, loop=loop)
