@@ -53,9 +53,8 @@ async def _intake(message, out: Outbox) -> NormalizedEvent | None:
     except Exception as exc:  # decode is total; this guards the partition against a bug in it
         logger.exception("decode failed")
         outcome = Rejected(DeadLetterReason(code="internal_error", detail=repr(exc)[:300]))
-    step = routing.route(outcome, message.key, message.partition, message.headers,
-                         f"{message.topic}/{message.partition}/{message.offset}", home=_home,
-                         size=lambda key, headers: internals.record_size(key, message.value, headers),
+    step = routing.route(outcome, message.key, message.value, message.headers,
+                         (message.topic, message.partition, message.offset), home=_home, size=internals.record_size,
                          max_record=MAX_RECORD)
     if isinstance(step, routing.Fold):
         metrics.delivery(step.event.step.value, "processed")

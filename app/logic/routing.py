@@ -34,15 +34,16 @@ class Forward:
 Route = Fold | Forward | Skipped | Rejected
 
 
-def route(outcome: Decoded, key: bytes | None, partition: int, headers: Headers | None, coordinates: str, *,
-          home: Callable[[bytes], int], size: Callable[[bytes, list[tuple[str, bytes]]], int],
-          max_record: int) -> Route:
-    """`coordinates`: the delivery's `<topic>/<partition>/<offset>`; `home(key)`: the partition of a voucher id;
-    `size(key, headers)`: the copy's record size with the delivery's value."""
+def route(outcome: Decoded, key: bytes | None, value: bytes | None, headers: Headers | None,
+          origin: tuple[str, int, int], *, home: Callable[[bytes], int],
+          size: Callable[[bytes, bytes | None, list[tuple[str, bytes]]], int], max_record: int) -> Route:
+    """The delivery's `key`, `value`, `headers` and `origin` (topic, partition, offset); `home(key)`: the partition
+    of a voucher id; `size(key, value, headers)`: a record's size as the producer counts it."""
     if not isinstance(outcome, Accepted):
         return outcome
     ev = outcome.event
     voucher = ev.voucher_id.encode()
+    partition = origin[1]
     if key == voucher and partition == home(voucher):
         return Fold(ev)
     kept = [(k, v) for k, v in headers or () if k != topics.FORWARDED_FROM]
@@ -50,8 +51,8 @@ def route(outcome: Decoded, key: bytes | None, partition: int, headers: Headers 
         return Rejected(DeadLetterReason(code="misplaced", detail=(
             f"forwarded to partition {partition}, its voucher's is {home(voucher)}: the input topic's partition "
             "count differs from PARTITIONS")), ev.step.value)
-    copy = [*kept, (topics.FORWARDED_FROM, coordinates.encode())]
-    if (n := size(voucher, copy)) > max_record:
+    copy = [*kept, (topics.FORWARDED_FROM, "/".join(map(str, origin)).encode())]
+    if (n := size(voucher, value, copy)) > max_record:
         return Rejected(DeadLetterReason(code="copy_too_large", detail=(
             f"its copy keyed by voucher id would be {n} bytes, limit {max_record} (KAFKA_MAX_RECORD_BYTES)")),
             ev.step.value)

@@ -14,8 +14,8 @@ HOME = {b"v_1": 2}
 
 
 def route(key, partition, headers=(), *, size=100, outcome=Accepted(EVENT)):
-    return routing.route(outcome, key, partition, list(headers), "in/1/42", home=HOME.__getitem__,
-                         size=lambda key, headers: size + len(key) + sum(len(k) + len(v) for k, v in headers),
+    return routing.route(outcome, key, b"", list(headers), ("in", partition, 42), home=HOME.__getitem__,
+                         size=lambda key, value, headers: size + len(key) + sum(len(k) + len(v) for k, v in headers),
                          max_record=1000)
 
 
@@ -27,7 +27,7 @@ def test_any_other_valid_delivery_is_forwarded_keyed_by_its_voucher_with_its_hea
     headers = [("event-type", b"voucher.loyalty_card.pending_points.added"), ("source", b"backfill")]
     for key, partition in ((None, 2), (b"c1", 2), (b"v_1", 0)):  # no key, another key, its key elsewhere
         assert route(key, partition, headers) == routing.Forward(
-            EVENT, b"v_1", [*headers, (topics.FORWARDED_FROM, b"in/1/42")]), (key, partition)
+            EVENT, b"v_1", [*headers, (topics.FORWARDED_FROM, f"in/{partition}/42".encode())]), (key, partition)
 
 
 def test_a_forwarded_copy_is_folded_on_its_cards_partition_and_never_forwarded_again():
