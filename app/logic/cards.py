@@ -587,7 +587,6 @@ def plan_batch(raw: bytes | None, items: Sequence[tuple[NormalizedEvent, int]], 
     row, `side_row(seq)` a converted entry's copy, `committed` is the input partition's committed offset (None if
     unknown)."""
     first, last = items[0][1], items[-1][1]
-    switching = False
     card, upgraded = load(raw, retire_after) if raw is not None else (None, {})
     side_puts: dict[int, EntryRecord] = {}
     side_deletes: list[int] = []
@@ -596,7 +595,7 @@ def plan_batch(raw: bytes | None, items: Sequence[tuple[NormalizedEvent, int]], 
     if upgraded:  # converted now
         side_puts = {r.seq: r for r in upgraded.values()}
         n, upto, cleaned = len(upgraded), last, None
-    elif switching := card is not None and card.source == "events":  # written before cards read the input
+    elif card is not None and card.source == "events":  # written before cards read the input
         if upto is not None:  # the conversion's input (pending-points-events) was drained: drop the copies
             side_deletes, upto, cleaned = list(range(n)), None, last
         else:
@@ -616,10 +615,9 @@ def plan_batch(raw: bytes | None, items: Sequence[tuple[NormalizedEvent, int]], 
     out_rows += [(rec, eid in res.indexed or eid in upgraded) for eid, rec in res.rows.items()]
     new = res.card
     if (new.legacy_entries, new.legacy_upto, new.legacy_cleaned_upto) != (n, upto, cleaned):
-        update = {"legacy_entries": n, "legacy_upto": upto, "legacy_cleaned_upto": cleaned, "source": "input"}
-        if switching and new is card:  # unchanged by the batch: the switch apply_batch makes (_Card), made here
-            update.update(last_offset=_Card(card).base - 1, input_offset=-1, repair_upto=None)
-        new = new.model_copy(update=update)
+        if new.source == "events":  # unchanged by the batch: switched to the input as apply_batch switches a card
+            new = _Card(new).freeze()
+        new = new.model_copy(update={"legacy_entries": n, "legacy_upto": upto, "legacy_cleaned_upto": cleaned})
     write = res.changed or bool(upgraded) or bool(side_deletes) or new is not res.card  # with its side writes
     kind = "replay" if res.outputs.replay else "changed" if write else "unchanged"
     return Plan(side_puts, side_deletes, out_rows, new if write else None, res.outputs, kind)
