@@ -238,6 +238,24 @@ class PrefixWorker:
             self._apply(self.local_rows, kept_rows)
 
 
+def read_with_crashes(w: PrefixWorker, items: list[tuple[NormalizedEvent, int]], committed: int, data) -> None:
+    """The worker reads `items` from offset `committed` in drawn batch sizes; after each batch it commits, or
+    crashes (at most three times) and reads again from the last commit; a last commit at the end."""
+    pos, crashes = committed, 0
+    while pos < len(items):
+        size = data.draw(st.integers(1, 4), label="batch size")
+        w.run(items[pos:pos + size], committed)
+        pos = min(pos + size, len(items))
+        if data.draw(st.booleans(), label="commit"):
+            w.commit()
+            committed = pos
+        elif crashes < 3 and data.draw(st.booleans(), label="crash"):
+            crashes += 1
+            w.crash(data)
+            pos = committed
+    w.commit()
+
+
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
 def test_crashes_between_commits_then_replay_in_other_batches_lose_nothing_and_count_nothing_twice(data):
@@ -254,20 +272,8 @@ def test_crashes_between_commits_then_replay_in_other_batches_lose_nothing_and_c
     w = PrefixWorker(legacy_documents([(off, ev) for ev, off in items[:absorbed]]))
 
     # the previous version's last commit: anywhere up to what it absorbed
-    committed = pos = data.draw(st.integers(0, absorbed), label="first offset read")
-    crashes = 0
-    while pos < len(items):
-        size = data.draw(st.integers(1, 4), label="batch size")
-        w.run(items[pos:pos + size], committed)
-        pos = min(pos + size, len(items))
-        if data.draw(st.booleans(), label="commit"):
-            w.commit()
-            committed = pos
-        elif crashes < 3 and data.draw(st.booleans(), label="crash"):
-            crashes += 1
-            w.crash(data)
-            pos = committed
-    w.commit()
+    committed = data.draw(st.integers(0, absorbed), label="first offset read")
+    read_with_crashes(w, items, committed, data)
 
     want = reference(lifecycles)
     got = {c: (r["pending_points"], r["activated_points"], r["canceled_points"]) for c, r in w.records.items()}
@@ -364,20 +370,7 @@ def test_after_the_upgrade_to_reading_the_input_crashes_and_replays_lose_nothing
 
     start = data.draw(st.integers(0, absorbed), label="first delivery read from the input")
     items = [(ev, off) for off, ev in enumerate(events[start:])]  # input offsets, from 0
-    committed = pos = 0
-    crashes = 0
-    while pos < len(items):
-        size = data.draw(st.integers(1, 4), label="batch size")
-        w.run(items[pos:pos + size], committed)
-        pos = min(pos + size, len(items))
-        if data.draw(st.booleans(), label="commit"):
-            w.commit()
-            committed = pos
-        elif crashes < 3 and data.draw(st.booleans(), label="crash"):
-            crashes += 1
-            w.crash(data)
-            pos = committed
-    w.commit()
+    read_with_crashes(w, items, 0, data)
 
     want = reference(lifecycles)
     got = {c: (r["pending_points"], r["activated_points"], r["canceled_points"]) for c, r in w.records.items()}
