@@ -12,7 +12,9 @@ because timings on shared machines are noisy; both run in the same invocation on
 - variants (`--variant NAME:K=V,...`): the throughput (and latency) run again with other worker settings, on the
   same input in the same run (`WORKERS=N`: N workers in one group); how each lever is measured before/after.
 - latency: afterwards, new deliveries offered at fixed rates, one after the other; per delivery, its customer-point-state record's
-  timestamp minus its input record's timestamp (p50/p99/max).
+  timestamp minus its input record's timestamp (p50/p99/max). Then each rate again on a fresh broker of its own with
+  a worker from empty state (`latency_fresh_broker_by_rate`): the embedded broker's fetches cost more the more
+  batches a partition holds, which Apache Kafka's do not. Each with the broker's two-hop floor measured right after.
 - recovery: a second worker with an empty state dir restores the changelogs (records/s; from its log: the bulk
   restore of app/startup/restore.py plus Faust's own recovery of anything written since).
 - RSS: peak resident memory (VmHWM) of the worker.
@@ -437,6 +439,34 @@ def latencies(bootstrap: str, w: Worker, tag: str, rates: str, seconds: float, b
     return {**by_rate[key], "latency_by_rate": by_rate}
 
 
+def fresh_latencies(work: Path, rates: str, seconds: float, input_linger_ms: float = 5) -> dict:
+    """`latency` at each rate on a broker of its own, started for it, with a worker from empty state: what the
+    pipeline gives where a fetch does not cost more as a topic's history grows. Apache Kafka finds a fetch offset
+    through a segment index; the embedded broker lists every batch a partition ever stored on each fetch that finds
+    data (docs/benchmark.md, fourth stop), so after the throughput phase's and the earlier rates' records its own
+    two-hop floor at 1,000/s doubles. The floor is measured the same way, right after, on the same fresh broker."""
+    by_rate = {}
+    for i, rate in enumerate(float(r) for r in rates.split(",")):
+        tag = f"fresh{i}"
+        broker = embedded_broker.start(log_path=work / f"tansu-{tag}.log")
+        w = None
+        try:
+            w = start_worker(broker.bootstrap, work, f"{tag}-w", f"{tag}-")
+            w.wait_ready(timeout=300)
+            # Warm: its first records pay one-off costs (each output topic's metadata, first table reads), which
+            # the main run's worker paid in its throughput phase
+            warm = [(d.key, d.value, d.headers) for d in (simulate.fresh_added("warm", j) for j in range(200))]
+            produce(broker.bootstrap, f"{tag}-" + topics.WEBHOOKS.name, warm)
+            wait_drained(w, len(warm), timeout=120, label=f"{tag} warm-up")
+            by_rate[f"{rate:g}"] = latency(broker.bootstrap, w, tag, rate, seconds, broker.process.pid, 0,
+                                           input_linger_ms)
+        finally:
+            if w is not None:
+                w.stop()
+            broker.stop()
+    return by_rate
+
+
 def recovery(bootstrap: str, work: Path, tag: str) -> dict:
     prefix = f"{tag}-"
     changelog = sum(len(read_all(bootstrap, f"{APP_ID}{tag}-{t}-changelog")) for t in ("cards", "entries",
@@ -609,6 +639,9 @@ def _run(args, out: Path, work: Path) -> None:
         for w in workers:
             w.stop()
         broker.stop()
+    if "latency" in phases:
+        results["latency_fresh_broker_by_rate"] = fresh_latencies(work, args.rate, args.latency_s,
+                                                                  args.input_linger_ms)
     if "history" in phases:
         log("card history: one card with 10 to 10,000 entries, one event per batch")
         history = bench_card_history.run([int(x) for x in args.card_sizes.split(",")], 50 if args.quick else 300,
