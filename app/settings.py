@@ -111,6 +111,12 @@ class Settings(BaseSettings):
         "how records reach the stages: `direct` hands each source topic's records to its agent in batches "
         "(app/compat/direct_feed.py); `faust` goes through Faust's per-record event, channel queue and stream "
         "(kept to measure the difference: docs/benchmark.md)"))
+    # Every batch allocates tens of thousands of short-lived models: with Python's default (700) the young
+    # collection ran every few deliveries and the older ones rescanned the whole start-up heap (Faust, aiokafka,
+    # pydantic schemas) again and again (docs/benchmark.md, sixth stop).
+    gc_gen0_threshold: int = Field(50_000, ge=0, description=(
+        "allocations between young garbage collections; the heap built at start-up is frozen out of collections "
+        "(gc.freeze). 0 leaves Python's collector as it is"))
     # Several times faster than Faust's own recovery, which then only reads what was written since.
     bulk_restore: bool = Field(True, description=(
         "before Faust starts, bring local tables up to their changelogs with a plain consumer "
