@@ -36,6 +36,12 @@ def test_bench_quick__measures_every_figure_and_loses_no_latency_sample(tmp_path
     floors = [by_rate["broker_floor_2_bare_hops"] for by_rate in res["latency_by_rate"].values()]
     assert len(floors) == 2
     assert all(f.get("samples") == f.get("offered", -1) > 0 for f in floors), floors
+    # each rate again on a fresh broker of its own: every delivery offered timed, its floor measured there too
+    fresh = res["latency_fresh_broker_by_rate"]
+    assert sorted(fresh) == ["100", "200"]
+    assert all(r["missing"] == 0 and r["latency_samples"] == r["offered"] > 0 for r in fresh.values()), fresh
+    assert all(r["broker_floor_2_bare_hops"].get("samples") == r["broker_floor_2_bare_hops"].get("offered", -1) > 0
+               for r in fresh.values()), fresh
     assert res["changelog_records"] > 0
     # the card-history dimensions ran: one card's entries all there, nothing it wrote near Kafka's limit
     assert res["long_card_entries"] == 2000 and len(res["long_card_ms_per_delivery_by_chunk"]) == 4

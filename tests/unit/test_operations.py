@@ -214,3 +214,20 @@ def test_compat__a_patch_installs_once_and_keeps_the_original_reachable():
 
 def test_settings_doc__the_committed_table_is_generated_from_the_settings_fields():
     assert admin.write_settings_doc(check=True) == 0, "run: python -m app admin settings"
+
+
+@pytest.mark.parametrize("gen0, expect_frozen", [(50_000, True), (0, False)])
+def test_gc_tuning__young_threshold_and_frozen_start_up_heap_or_python_default(gen0, expect_frozen):
+    # in a process of its own: the collector's settings are process-wide
+    import subprocess
+    import sys
+
+    code = ("import gc; from app.startup.worker import _tune_gc; before = gc.get_threshold(); "
+            f"_tune_gc({gen0}); print(before[0], gc.get_threshold()[0], gc.get_freeze_count())")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    before, after, frozen = map(int, out.stdout.split()[-3:])
+    if expect_frozen:
+        assert (after, frozen > 10_000) == (gen0, True)
+    else:
+        assert (after, frozen) == (before, 0)
