@@ -28,6 +28,8 @@ def test_documented_examples__answer_over_http_and_on_the_state_topic(broker, wo
     from app.cli.feed import sample_deliveries
 
     w = worker_factory().wait_ready()
+    # (started with the garbage collector tuned for its batches: GC_GEN0_THRESHOLD, app/startup/worker.py)
+    assert "start-up objects frozen, young collections every 50000 allocations" in w.log_tail(1_000_000)
     # Given the two documented example payloads, as raw payloads with their type in the header
     kafka.produce(broker.bootstrap, topic_prefix + topics.WEBHOOKS.name,
                   [(None, body, [("event-type", etype.encode())]) for body, etype in sample_deliveries()])
