@@ -42,12 +42,16 @@ async def _unread(consumer: AIOKafkaConsumer, client_kwargs: dict[str, Any], top
 
 
 async def _delete(client_kwargs: dict[str, Any], topic: str) -> None:
+    """Delete `topic`; raise if the broker refused (aiokafka returns per-topic errors in the reply, not raised)."""
     admin = AIOKafkaAdminClient(**client_kwargs)
     await admin.start()
     try:
-        await admin.delete_topics([topic])
+        response = await admin.delete_topics([topic])
     finally:
         await admin.close()
+    for error in getattr(response, "topic_error_codes", ()):
+        if error[1] not in (0, 3):  # 3: UNKNOWN_TOPIC_OR_PARTITION (another worker deleted it first)
+            raise RuntimeError(f"{error[0]}: error_code={error[1]}")
 
 
 async def _check(client_kwargs: dict[str, Any], group: str, legacy: str, input_topic: str, partitions: int, *,
