@@ -46,12 +46,11 @@ def route(outcome: Decoded, key: bytes | None, value: bytes | None, headers: Hea
     partition = origin[1]
     if key == voucher and partition == home(voucher):
         return Fold(ev)
-    kept = [(k, v) for k, v in headers or () if k != topics.FORWARDED_FROM]
-    if len(kept) != len(headers or ()):  # a copy we wrote, still not on its card's partition
+    if any(k == topics.FORWARDED_FROM for k, _ in headers or ()):  # a copy we wrote, still not on its partition
         return Rejected(DeadLetterReason(code="misplaced", detail=(
             f"forwarded to partition {partition}, its voucher's is {home(voucher)}: the input topic's partition "
             "count differs from PARTITIONS")), ev.step.value)
-    copy = [*kept, (topics.FORWARDED_FROM, "/".join(map(str, origin)).encode())]
+    copy = [*(headers or ()), (topics.FORWARDED_FROM, "/".join(map(str, origin)).encode())]
     if (n := size(voucher, value, copy)) > max_record:
         return Rejected(DeadLetterReason(code="copy_too_large", detail=(
             f"its copy keyed by voucher id would be {n} bytes, limit {max_record} (KAFKA_MAX_RECORD_BYTES)")),
