@@ -169,7 +169,7 @@ def _snapshot_newer(a, b) -> bool:
 class _Card:
     """A mutable working copy of a CardAgg for the length of one batch."""
 
-    __slots__ = ("voucher_id", "owner", "former", "snapshot", "version", "base", "last_offset", "next_seq", "live",
+    __slots__ = ("voucher_id", "owner", "former", "snapshot", "version", "base", "input_offset", "next_seq", "live",
                  "retired", "clock", "legacy", "owner_changed", "repair_upto")
 
     def __init__(self, agg: CardAgg):
@@ -184,7 +184,7 @@ class _Card:
         reads_input = agg.source == "input"
         self.base = agg.last_offset + 1 if reads_input else max(
             agg.last_offset, agg.repair_upto if agg.repair_upto is not None else -1) + 1
-        self.last_offset = agg.input_offset if reads_input else -1
+        self.input_offset = agg.input_offset if reads_input else -1
         self.next_seq = agg.next_seq
         self.live = dict(agg.live)
         self.retired = [agg.retired_activated, agg.retired_canceled, agg.retired_entries]
@@ -196,7 +196,7 @@ class _Card:
     def freeze(self) -> CardAgg:
         return CardAgg(voucher_id=self.voucher_id, owner=self.owner, former_owners=tuple(self.former),
                        snapshot=self.snapshot, version=self.version, source="input",
-                       last_offset=self.base - 1, input_offset=self.last_offset,
+                       last_offset=self.base - 1, input_offset=self.input_offset,
                        next_seq=self.next_seq, live=self.live, retired_activated=self.retired[0],
                        retired_canceled=self.retired[1], retired_entries=self.retired[2], clock=self.clock,
                        legacy_entries=self.legacy[0], legacy_upto=self.legacy[1],
@@ -239,7 +239,7 @@ class _Card:
         self.repair_upto = None
         # The batch's records are all absorbed (those that changed nothing too): a replay of them after a crash
         # that lost this write but kept the local one is then a replay, which writes the card and its summary again.
-        self.last_offset = max(self.last_offset, last_offset)
+        self.input_offset = max(self.input_offset, last_offset)
         return True
 
     def retire(self, horizon: dt.timedelta) -> bool:
@@ -290,8 +290,8 @@ def apply_batch(card: CardAgg | None, items: Sequence[tuple[NormalizedEvent, int
     """
     if not items:
         raise ValueError("apply_batch needs at least one event")
-    first_offset = card.input_offset if card is not None and card.source == "input" else -1
     work = _Card(card if card is not None else _new_card(items[0][0]))
+    first_offset = work.input_offset  # the input the aggregate had absorbed before this batch
     before: dict[str, EntryRecord | None] = {}  # rows as they were before the batch
     now: dict[str, EntryRecord | None] = {}
     touched: dict[str, bool] = {}  # entry id -> outputs to publish again (ordered: outputs follow arrival order)
@@ -351,7 +351,7 @@ def apply_batch(card: CardAgg | None, items: Sequence[tuple[NormalizedEvent, int
             this = True
         if this:
             changed = True
-            work.last_offset = offset
+            work.input_offset = offset
             work.version = work.base + offset + 1
         touched.setdefault(eid, False)
     republish = work.repair_done(items[-1][1])
