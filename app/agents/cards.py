@@ -41,7 +41,7 @@ async def process_cards(stream):
             for message in batch:
                 event = await _intake(message, out)
                 if event is not None:
-                    here.append((event.voucher_id.encode(), event, message))
+                    here.append((message.key, event, message))  # folded here: keyed by its voucher id
             for key, group in by_key(here):  # one aggregate read and write per card per batch
                 await _card(key, group, out, writes)
 
