@@ -166,7 +166,9 @@ class EntryRecord(_Strict):
     voucher_id: str
     seq: int  # order in which the card first counted it (-1: repaired after a crash, place unknown)
     entry: EntryState
-    offset: int | None = None  # the furthest `pending-points-events` record merged into it (before direct input)
+    # the furthest `pending-points-events` record merged into it, before cards read the input: still parsed in
+    # old rows, never written again
+    offset: int | None = Field(None, exclude=True)
     input_offset: int | None = None  # the furthest input topic record merged into it (None: not recorded)
 
 
