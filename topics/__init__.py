@@ -33,14 +33,10 @@ DEAD_LETTERS = TopicSpec(
     value=None,
     doc="Deliveries that could not be processed: original bytes and headers plus `dlq-*` headers.",
 )
-EVENTS = TopicSpec(
-    "pending-points-events",
-    key="voucher id",
-    value=records.NormalizedEvent,
-    internal=True,
-    doc="Before cards read the input topic directly: validated deliveries re-keyed by voucher. No longer written; "
-        "drained before an upgrade (docs/operations.md).",
-)
+# Before cards read the input topic directly: validated deliveries re-keyed by voucher. No longer written or
+# read; a worker refuses to start while it holds unread records and deletes it once drained (app/startup/preflight.py,
+# docs/operations.md "Upgrading").
+LEGACY_EVENTS = "pending-points-events"
 CARD_UPDATES = TopicSpec(
     "pending-points-card-updates",
     key="customer id",

@@ -57,7 +57,7 @@ def main() -> None:
         # on SIGTERM: the tables' tasks had been scheduled on the import-time loop, which no longer ran.
         loop = get_event_loop()
         _create_topics(loop)
-        preflight.check(client, settings.app_id, settings.topic_name(topics.EVENTS.name),
+        preflight.check(client, settings.app_id, settings.topic_name(topics.LEGACY_EVENTS),
                         settings.topic_name(topics.WEBHOOKS.name), settings.partitions,
                         verify_end_offsets=settings.kafka_verify_end_offsets, loop=loop)
         if settings.bulk_restore:

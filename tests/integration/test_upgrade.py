@@ -13,7 +13,7 @@ def test_upgrade__a_worker_refuses_to_start_over_records_an_earlier_version_left
     broker, worker_factory, topic_prefix
 ):
     # Given the topic an earlier version re-keyed deliveries through, holding a record its cards did not read yet
-    events = topic_prefix + topics.EVENTS.name
+    events = topic_prefix + topics.LEGACY_EVENTS
     app_id = f"pp-{topic_prefix.rstrip('-')}"
     kafka.create_topic(broker.bootstrap, events, 4)
     kafka.produce(broker.bootstrap, events, [(b"v1", b'{"step": "added"}', [])])
