@@ -42,6 +42,12 @@ class EmbeddedBroker:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def __enter__(self) -> "EmbeddedBroker":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
     def stop(self, timeout: float = 10.0) -> None:
         if self.process.poll() is not None:
             return

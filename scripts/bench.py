@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import shutil
@@ -392,8 +391,8 @@ def latency(bootstrap: str, w: Worker, tag: str, rate: float, seconds: float, br
     t0 = time.monotonic()
     produce(bootstrap, prefix + topics.WEBHOOKS.name, batch, rate=rate, linger_ms=input_linger_ms)
     offered = n / (time.monotonic() - t0)
-    base = metric_sum(scrape(w), DELIVERIES)
-    wait_drained(w, int(base), timeout=600, label=f"{tag} latency")
+    # every delivery offered processed (each is folded where it sits: counted once), not only read
+    wait_drained(w, int(metric_sum(before, DELIVERIES)) + n, timeout=600, label=f"{tag} latency")
     wall = time.monotonic() - t0
     cpu = {k: round(100 * (cpu_seconds(pid) - cpu0[k]) / wall) for k, pid in pids.items()}
     after = scrape(w)
@@ -430,12 +429,20 @@ def latency(bootstrap: str, w: Worker, tag: str, rate: float, seconds: float, br
     return res
 
 
+def rate_keys(rates: str) -> list[tuple[int, float, str]]:
+    """(phase, rate, result key) for each of the comma-separated rates; a repeated rate's key names its phase."""
+    out: list[tuple[int, float, str]] = []
+    for phase, rate in enumerate(float(r) for r in rates.split(",")):
+        key = f"{rate:g}" if all(k != f"{rate:g}" for _p, _r, k in out) else f"{rate:g} (phase {phase + 1})"
+        out.append((phase, rate, key))
+    return out
+
+
 def latencies(bootstrap: str, w: Worker, tag: str, rates: str, seconds: float, broker_pid: int | None = None,
               input_linger_ms: float = 5) -> dict:
     """`latency` at each of the comma-separated rates in turn; the last one's figures at the top level."""
     by_rate = {}
-    for phase, rate in enumerate(float(r) for r in rates.split(",")):
-        key = f"{rate:g}" if f"{rate:g}" not in by_rate else f"{rate:g} (phase {phase + 1})"
+    for phase, rate, key in rate_keys(rates):
         by_rate[key] = latency(bootstrap, w, tag, rate, seconds, broker_pid, phase, input_linger_ms)
     return {**by_rate[key], "latency_by_rate": by_rate}
 
@@ -450,15 +457,11 @@ def fresh_latencies(work: Path, rates: str, seconds: float, input_linger_ms: flo
     measured the same way, right after, on the same fresh broker. A rate that fails is reported as its error: the
     run's other figures stand."""
     by_rate: dict = {}
-    for i, rate in enumerate(float(r) for r in rates.split(",")):
-        key = f"{rate:g}" if f"{rate:g}" not in by_rate else f"{rate:g} (phase {i + 1})"
+    for i, rate, key in rate_keys(rates):
         tag = f"fresh{i}"
         try:
-            with contextlib.ExitStack() as stack:
-                broker = embedded_broker.start(log_path=work / f"tansu-{tag}.log")
-                stack.callback(broker.stop)
-                w = start_worker(broker.bootstrap, work, f"{tag}-w", f"{tag}-")
-                stack.callback(w.stop)
+            with embedded_broker.start(log_path=work / f"tansu-{tag}.log") as broker, \
+                    start_worker(broker.bootstrap, work, f"{tag}-w", f"{tag}-") as w:
                 w.wait_ready(timeout=300)
                 warm = [(d.key, d.value, d.headers) for d in (simulate.fresh_added("warm", j) for j in range(200))]
                 produce(broker.bootstrap, f"{tag}-" + topics.WEBHOOKS.name, warm)
@@ -666,12 +669,9 @@ def _growth(args, main_res: dict, work: Path, out: Path) -> None:
         rows = [dict(main_res, run=f"{args.n:,} deliveries (main)")]
         runs = [(n, 0) for n in sizes] + [(sizes[0], args.state_entries)]
         for i, (n, state) in enumerate(runs):
-            broker = embedded_broker.start(log_path=work / f"tansu-g{i}.log")  # a fresh broker per run
-            try:
+            with embedded_broker.start(log_path=work / f"tansu-g{i}.log") as broker:  # a fresh broker per run
                 res, ws = throughput(broker.bootstrap, work, n, f"g{i}", preseed_entries=state)
                 ws[0].stop()
-            finally:
-                broker.stop()
             rows.append(dict(res, run=f"{n:,} deliveries" + (f", {state:,} entries" if state else "")))
         rows = rows[1:]
         (out / "growth.json").write_text(json.dumps(rows, indent=2))

@@ -39,11 +39,8 @@ def docker_available() -> bool:
 
 @contextlib.contextmanager
 def tansu(log_dir: Path) -> Iterator[Broker]:
-    broker = embedded_broker.start(log_path=log_dir / "tansu.log")
-    try:
+    with embedded_broker.start(log_path=log_dir / "tansu.log") as broker:
         yield Broker(broker.bootstrap, "tansu")
-    finally:
-        broker.stop()
 
 
 @contextlib.contextmanager
