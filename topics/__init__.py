@@ -93,3 +93,5 @@ REDRIVEN_FROM = "redriven-from"  # on the input topic: `<dlq topic>/<partition>/
 # On the input topic: `<topic>/<partition>/<offset>` of a delivery that was not keyed by its voucher id (or not on
 # its card's partition), written again keyed by it by the cards stage.
 FORWARDED_FROM = "forwarded-from"
+# On such a copy: the event its value decodes to (NormalizedEvent JSON), read instead of decoding the value again.
+FORWARDED_EVENT = "forwarded-event"

@@ -16,7 +16,7 @@ from app.agents.deadletter import dead_letter
 from app.agents.publish import Outbox
 from app.compat import internals
 from app.logic import cards, routing
-from app.logic.decode import Rejected, Skipped, decode
+from app.logic.decode import Accepted, Rejected, Skipped, decode
 from app.main import (
     activations_topic, app, card_updates_topic, cards_table, entries_table, entries_topic, project_tz, settings,
     webhooks_topic,
@@ -48,8 +48,10 @@ async def process_cards(stream):
 
 async def _intake(message, out: Outbox) -> NormalizedEvent | None:
     """Validate one delivery: its event if it is folded here; else forward, skip or dead-letter it."""
+    headers = dict(message.headers or ())
     try:
-        outcome = decode(message.value, dict(message.headers or ()), max_bytes=MAX_DELIVERY)
+        event = routing.carried(headers)  # a copy this stage forwarded: its event, decoded when it was forwarded
+        outcome = Accepted(event) if event is not None else decode(message.value, headers, max_bytes=MAX_DELIVERY)
     except Exception as exc:  # decode is total; this guards the partition against a bug in it
         logger.exception("decode failed")
         outcome = Rejected(DeadLetterReason(code="internal_error", detail=repr(exc)[:300]))

@@ -126,6 +126,14 @@ def test_scenario__final_state_views_activations_and_dead_letters_are_exact(brok
     # valid deliveries not keyed by their voucher id are written again keyed by it, and folded from that copy
     forwarded = helpers.metric_sum(m, "pending_points_forwarded_total")
     assert forwarded == sum(d.misplaced for d in sc.deliveries) > 0
+    # each copy carries the event its value decodes to, so the stage folding it does not validate it again
+    from app.logic.decode import decode
+    from app.logic.routing import carried
+    records = kafka.read_until(broker.bootstrap, topic_prefix + topics.WEBHOOKS.name,
+                               lambda rs: len(rs) >= len(sc.deliveries) + forwarded, timeout=30)
+    copies = [(r.value, dict(r.headers)) for r in records if topics.FORWARDED_FROM in dict(r.headers)]
+    assert len(copies) == forwarded
+    assert all(carried(h) == decode(value, h, max_bytes=1 << 20).event for value, h in copies)
     # a latency observation per stage and record: end to end (stage=customers) once per card update
     assert helpers.metric_sum(m, "pending_points_processing_latency_seconds_count", stage="cards") == len(
         sc.deliveries) + forwarded

@@ -6,6 +6,7 @@ import datetime as dt
 import topics
 from app.logic import routing
 from app.logic.decode import Accepted, Rejected, Skipped
+from app.models import codec
 from app.models.records import DeadLetterReason, NormalizedEvent, Observation, Step
 
 EVENT = NormalizedEvent(step=Step.ADDED, entry_id="lopp_1", voucher_id="v_1", customer_id="c1",
@@ -26,8 +27,28 @@ def test_a_delivery_keyed_by_its_voucher_on_its_partition_is_folded_where_it_sit
 def test_any_other_valid_delivery_is_forwarded_keyed_by_its_voucher_with_its_headers_and_where_it_came_from():
     headers = [("event-type", b"voucher.loyalty_card.pending_points.added"), ("source", b"backfill")]
     for key, partition in ((None, 2), (b"c1", 2), (b"v_1", 0)):  # no key, another key, its key elsewhere
-        assert route(key, partition, headers) == routing.Forward(
-            EVENT, b"v_1", [*headers, (topics.FORWARDED_FROM, f"in/{partition}/42".encode())]), (key, partition)
+        assert route(key, partition, headers, size=0) == routing.Forward(
+            EVENT, b"v_1", [*headers, (topics.FORWARDED_FROM, f"in/{partition}/42".encode()),
+                            (topics.FORWARDED_EVENT, codec.dump(EVENT))]), (key, partition)
+
+
+def test_a_forwarded_copy_carries_its_event_so_it_is_not_decoded_again():
+    step = route(None, 0)
+    assert routing.carried(dict(step.headers)) == EVENT
+
+
+def test_a_copy_too_large_with_its_event_is_forwarded_without_it_and_decoded_from_its_value():
+    step = route(None, 0, size=976)  # 976 + key (3) + forwarded-from (21): exactly 1000, the event header is over
+    assert step == routing.Forward(EVENT, b"v_1", [(topics.FORWARDED_FROM, b"in/0/42")])
+    assert routing.carried(dict(step.headers)) is None
+
+
+def test_only_a_loadable_event_on_a_forwarded_copy_is_taken_else_the_value_is_decoded():
+    event = codec.dump(EVENT)
+    assert routing.carried({topics.FORWARDED_EVENT: event}) is None  # not a copy we wrote
+    assert routing.carried({topics.FORWARDED_FROM: b"in/0/7", topics.FORWARDED_EVENT: b"{"}) is None
+    assert routing.carried({topics.FORWARDED_FROM: b"in/0/7", topics.FORWARDED_EVENT: event[:-1] + b',"x":1}'}) is None
+    assert routing.carried({topics.FORWARDED_FROM: b"in/0/7", topics.FORWARDED_EVENT: event}) == EVENT
 
 
 def test_a_forwarded_copy_is_folded_on_its_cards_partition_and_never_forwarded_again():
@@ -38,7 +59,7 @@ def test_a_forwarded_copy_is_folded_on_its_cards_partition_and_never_forwarded_a
 
 
 def test_a_delivery_whose_copy_would_be_over_the_record_limit_is_dead_lettered_not_forwarded():
-    assert isinstance(route(None, 0, size=976), routing.Forward)  # 976 + key (3) + header (21): exactly 1000
+    assert isinstance(route(None, 0, size=976), routing.Forward)  # 976 + key (3) + forwarded-from (21): 1000
     too_big = route(None, 0, size=980)  # 980 + 3 + 21: over
     assert isinstance(too_big, Rejected) and too_big.reason.code == "copy_too_large"
     assert "KAFKA_MAX_RECORD_BYTES" in too_big.reason.detail
