@@ -146,18 +146,22 @@ def _event_stamps(event: NormalizedEvent) -> list[dt.datetime]:
     return stamps
 
 
-def _owner_of(event: NormalizedEvent) -> Owner:
-    card_as_of = event.card.as_of if event.card else None
+def _owner_stamp(event: NormalizedEvent) -> tuple:
     obs = event.observation
-    return Owner(
-        customer_id=event.customer_id,
-        campaign_id=event.campaign_id,
-        stamp=(card_as_of, obs.occurred_at, obs.updated_at or obs.created_at),
-    )
+    return (event.card.as_of if event.card else None, obs.occurred_at, obs.updated_at or obs.created_at)
+
+
+def _owner_of(event: NormalizedEvent) -> Owner:
+    return Owner(customer_id=event.customer_id, campaign_id=event.campaign_id, stamp=_owner_stamp(event))
+
+
+def _ranking(stamp: tuple, customer_id: str, campaign_id: str | None) -> tuple:
+    low = entries.MIN_TIME
+    return ((stamp[0] or low, stamp[1] or low, stamp[2] or low), customer_id, campaign_id or "")
 
 
 def _owner_key(owner: Owner) -> tuple:
-    return (tuple(t or entries.MIN_TIME for t in owner.stamp), owner.customer_id, owner.campaign_id or "")
+    return _ranking(owner.stamp, owner.customer_id, owner.campaign_id)
 
 
 def _snapshot_newer(a, b) -> bool:
@@ -170,7 +174,7 @@ class _Card:
     """A mutable working copy of a CardAgg for the length of one batch."""
 
     __slots__ = ("voucher_id", "owner", "former", "snapshot", "version", "base", "input_offset", "next_seq", "live",
-                 "retired", "clock", "legacy", "owner_changed", "repair_upto")
+                 "retired", "clock", "legacy", "owner_changed", "repair_upto", "owner_key")
 
     def __init__(self, agg: CardAgg):
         self.voucher_id = agg.voucher_id
@@ -191,6 +195,7 @@ class _Card:
         self.clock = agg.clock
         self.legacy = (agg.legacy_entries, agg.legacy_upto, agg.legacy_cleaned_upto)
         self.owner_changed = False
+        self.owner_key: tuple | None = None  # the owner's ranking, computed when first needed
         self.repair_upto = agg.repair_upto if reads_input else None  # the events' repairs ended with their drain
 
     def freeze(self) -> CardAgg:
@@ -205,8 +210,12 @@ class _Card:
     def absorb_card_facts(self, event: NormalizedEvent) -> bool:
         """Owner, snapshot and clock from one event; True if anything changed."""
         changed = False
-        owner = _owner_of(event)
-        if _owner_key(owner) > _owner_key(self.owner):
+        stamp = _owner_stamp(event)
+        if self.owner_key is None:
+            self.owner_key = _owner_key(self.owner)
+        if (key := _ranking(stamp, event.customer_id, event.campaign_id)) > self.owner_key:
+            owner = Owner(customer_id=event.customer_id, campaign_id=event.campaign_id, stamp=stamp)
+            self.owner_key = key
             if owner.customer_id != self.owner.customer_id:
                 self.former = [c for c in self.former if c not in (self.owner.customer_id, owner.customer_id)]
                 self.former = (self.former + [self.owner.customer_id])[-MAX_FORMER_OWNERS:]
@@ -217,9 +226,11 @@ class _Card:
             self.snapshot = event.card
             changed = True
         stamps = _event_stamps(event)
-        if stamps and (self.clock is None or max(stamps) > self.clock):
-            self.clock = max(stamps)
-            changed = True
+        if stamps:
+            newest = max(stamps)
+            if self.clock is None or newest > self.clock:
+                self.clock = newest
+                changed = True
         return changed
 
     def note_ahead(self, row: EntryRecord | None, offset: int) -> None:
