@@ -8,7 +8,9 @@ because timings on shared machines are noisy; both run in the same invocation on
 - throughput: N generated deliveries (all lifecycle steps, envelope and raw forms, duplicates, foreign types,
   malformed ones) preloaded, then one worker from empty state: N / (worker ready -> last customer-point-state).
 - peer (`--peer`): the same job in bytewax (scripts/bench_peer.py: our logic, bytewax's Kafka source and sink),
-  recovery off and on, on the same input; records/s and exactness like ours.
+  on the same input, records/s and exactness like ours: one process with recovery off and on (against our one
+  worker), and two processes with recovery on (against two of our workers, `pipeline_2_workers`: the machine's
+  cores used by both).
 - variants (`--variant NAME:K=V,...`): the throughput (and latency) run again with other worker settings, on the
   same input in the same run (`WORKERS=N`: N workers in one group); how each lever is measured before/after.
 - latency: afterwards, new deliveries offered at fixed rates, one after the other; per delivery, its customer-point-state record's
@@ -135,11 +137,12 @@ def faust_floor(bootstrap: str, src: str, dst: str, n: int, work: Path) -> float
     return len(stamps) / max((stamps[-1] - stamps[0]) / 1000, 1e-3)
 
 
-def bytewax_peer(bootstrap: str, src: str, tag: str, sc, work: Path, recovery: bool) -> dict:
+def bytewax_peer(bootstrap: str, src: str, tag: str, sc, work: Path, recovery: bool, processes: int = 1) -> dict:
     """The same job in bytewax (scripts/bench_peer.py: our logic, bytewax's Kafka source and sink), recovery
-    snapshots on (SQLite, every second) or off. Records/s from its first delivery read to its last output record,
+    snapshots on (SQLite, every second) or off, in one process or several (bytewax's `-i/-a`: they share the
+    partitions and exchange keyed data over TCP). Records/s from its first delivery read to its last output record,
     and whether its final customer records are exact."""
-    name = f"peer{'-rec' if recovery else ''}-{tag}"
+    name = f"peer{'-rec' if recovery else ''}{f'-p{processes}' if processes > 1 else ''}-{tag}"
     dst, dlq = f"{name}-out", f"{name}-dlq"
     for topic in (dst, dlq):
         kafka.create_topic(bootstrap, topic, PARTITIONS)
@@ -148,23 +151,37 @@ def bytewax_peer(bootstrap: str, src: str, tag: str, sc, work: Path, recovery: b
     if recovery:
         db = work / f"{name}-recovery"
         db.mkdir()
-        subprocess.run([sys.executable, "-m", "bytewax.recovery", str(db), "1"], check=True, env=env,
+        subprocess.run([sys.executable, "-m", "bytewax.recovery", str(db), str(processes)], check=True, env=env,
                        stdout=subprocess.DEVNULL)
         cmd += ["-r", str(db), "-s", "1", "-b", "0"]
-    log_path = work / f"{name}.log"
-    with open(log_path, "w") as out:
-        proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parent, env=env, stdout=out,
-                              stderr=subprocess.STDOUT, timeout=1200)
-    text = log_path.read_text(errors="replace")
-    start = re.search(r"PEER START (\d+)", text)
-    if proc.returncode != 0 or start is None:
-        raise RuntimeError(f"bytewax peer failed ({proc.returncode}): {text[-2000:]}")
+    cmds = [cmd]
+    if processes > 1:
+        addresses = ";".join(f"localhost:{embedded_broker.free_port()}" for _ in range(processes))
+        cmds = [cmd + ["-i", str(i), "-a", addresses] for i in range(processes)]
+    log_paths = [work / f"{name}-{i}.log" for i in range(len(cmds))]
+    procs = []
+    try:
+        for c, log_path in zip(cmds, log_paths):
+            with open(log_path, "w") as out:
+                procs.append(subprocess.Popen(c, cwd=Path(__file__).resolve().parent, env=env, stdout=out,
+                                              stderr=subprocess.STDOUT))
+        codes = [proc.wait(timeout=1200) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    texts = [p.read_text(errors="replace") for p in log_paths]
+    starts = [int(m.group(1)) for text in texts if (m := re.search(r"PEER START (\d+)", text))]
+    if any(codes) or not starts:
+        raise RuntimeError(f"bytewax peer failed ({codes}): {texts[0][-2000:]}")
     final = read_all(bootstrap, dst)
-    secs = (max(m.timestamp for m in final) - int(start.group(1))) / 1000
+    secs = (max(m.timestamp for m in final) - min(starts)) / 1000
     res = {"events_per_s": round(len(sc.deliveries) / secs, 1), "dead_letters": len(read_all(bootstrap, dlq)),
            **exactness(sc, final)}
-    log(f"[{tag}] bytewax peer, recovery {'on' if recovery else 'off'}: {len(sc.deliveries):,} in {secs:.2f}s = "
-        f"{res['events_per_s']:,.0f}/s; exact: {res['exact']}; dead letters {res['dead_letters']}")
+    log(f"[{tag}] bytewax peer, recovery {'on' if recovery else 'off'}, {processes} process"
+        f"{'es' if processes > 1 else ''}: {len(sc.deliveries):,} in {secs:.2f}s = {res['events_per_s']:,.0f}/s; "
+        f"exact: {res['exact']}; dead letters {res['dead_letters']}")
     return res
 
 
@@ -299,9 +316,10 @@ def throughput(bootstrap: str, work: Path, n: int, tag: str, profile: Path | Non
         log(f"[{tag}] the same work as one Faust agent: {rate:,.0f}/s "
             f"(ratio {res['ratio_faust_one_stage_over_bare']})")
     if peer:
-        for recovery_on in (False, True):
-            r = bytewax_peer(bootstrap, bare_src, tag, sc, work, recovery_on)
-            key = "bytewax_recovery" if recovery_on else "bytewax"
+        # one process, recovery off and on; and two processes with recovery on, to compare with two workers
+        for recovery_on, processes in ((False, 1), (True, 1), (True, 2)):
+            r = bytewax_peer(bootstrap, bare_src, tag, sc, work, recovery_on, processes)
+            key = ("bytewax_recovery" if recovery_on else "bytewax") + ("_2_processes" if processes > 1 else "")
             res[f"{key}_events_per_s"] = r["events_per_s"]
             res[f"ratio_{key}_over_bare"] = round(r["events_per_s"] / res["bare_events_per_s"], 3)
             res[f"{key}_exact"] = r["exact"]
@@ -327,12 +345,16 @@ def throughput(bootstrap: str, work: Path, n: int, tag: str, profile: Path | Non
         log(f"[{tag}] restored {res['preseed_changelog_records']:,} preloaded card records: "
             f"{res['preseed_recovery_records_per_s']}/s")
     start_ms = time.time() * 1000
+    cpu0 = sum(cpu_seconds(each.process.pid) for each in ws)
     if workers > 1:
         wait_assigned(ws, timeout=120, label=tag)
         log(f"[{tag}] {workers} workers ready; writing {len(deliveries):,} deliveries")
         produce(bootstrap, prefix + topics.WEBHOOKS.name, deliveries)
         start_ms = min(m.timestamp for m in read_all(bootstrap, prefix + topics.WEBHOOKS.name))
     wait_drained(ws, len(deliveries), timeout=3600, label=tag)
+    # The workers' CPU per delivery (both threads, user + system): steadier than the rate when the machine is
+    # shared, since time waiting for a core is not counted. Used to compare variants.
+    cpu_us = 1e6 * (sum(cpu_seconds(each.process.pid) for each in ws) - cpu0) / len(deliveries)
     if spy is not None:
         spy.send_signal(2)
         spy.wait(60)
@@ -348,8 +370,10 @@ def throughput(bootstrap: str, work: Path, n: int, tag: str, profile: Path | Non
     if bare:
         res["ratio_pipeline_over_bare"] = round(res["pipeline_events_per_s"] / res["bare_events_per_s"], 3)
     res["worker_peak_rss_mb"] = round(max(rss_peak_mb(each.process.pid) for each in ws), 1)
+    res["worker_cpu_us_per_delivery"] = round(cpu_us, 1)
     log(f"[{tag}] pipeline ({workers} worker{'s' if workers > 1 else ''}): {len(deliveries):,} in {secs:.2f}s = "
-        f"{len(deliveries) / secs:,.0f}/s; ratio {res.get('ratio_pipeline_over_bare')}; peak RSS "
+        f"{len(deliveries) / secs:,.0f}/s; ratio {res.get('ratio_pipeline_over_bare')}; CPU {cpu_us:.0f} us per "
+        f"delivery; peak RSS "
         f"{res['worker_peak_rss_mb']} MB; mean batch {res['mean_batch_records']}; exact: {res['exact']}")
     return res, ws
 
@@ -583,7 +607,8 @@ def main() -> None:
     parser.add_argument("--out", default="bench-out")
     parser.add_argument("--card-sizes", default="10,100,1000,10000", help="entries per card, card-history phase")
     parser.add_argument("--peer", action="store_true",
-                        help="also run the job in bytewax (scripts/bench_peer.py), recovery off and on")
+                        help="also run the job in bytewax (scripts/bench_peer.py): one process with recovery off and "
+                             "on, two processes with recovery on (and our pipeline with two workers)")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME:K=V,K=V",
                         help="also run throughput (and latency) with these worker settings, same run, same input")
     parser.add_argument("--phases", default="throughput,latency,recovery,long,history",
@@ -624,6 +649,13 @@ def _run(args, out: Path, work: Path) -> None:
             results.update(latencies(broker.bootstrap, w, "main", args.rate, args.latency_s, broker.process.pid,
                                      args.input_linger_ms))
         w.stop()
+        if args.peer:  # the peer in two processes has its counterpart: two workers, one group, same input
+            res, tws = throughput(broker.bootstrap, work, args.n, "two", bare=False, workers=2)
+            workers += tws
+            for each in tws:
+                each.stop()
+            results["pipeline_2_workers"] = {**res, "ratio_over_bytewax_recovery_2_processes": round(
+                res["pipeline_events_per_s"] / main_res["bytewax_recovery_2_processes_events_per_s"], 3)}
         for i, text in enumerate(args.variant):  # the same input, the worker with other settings
             name, env = parse_variant(text)
             count = int(env.pop("WORKERS", "1"))
