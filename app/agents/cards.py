@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+import topics
 from app.agents import tables
 from app.agents.batches import batch_output, by_key, take
 from app.agents.deadletter import dead_letter
@@ -48,9 +49,11 @@ async def process_cards(stream):
 
 async def _intake(message, out: Outbox) -> NormalizedEvent | None:
     """Validate one delivery: its event if it is folded here; else forward, skip or dead-letter it."""
-    headers = dict(message.headers or ())
     try:
+        headers = dict(message.headers or ())
         event = routing.carried(headers)  # a copy this stage forwarded: its event, decoded when it was forwarded
+        if event is None and topics.FORWARDED_FROM in headers:
+            metrics.copy_decoded()
         outcome = Accepted(event) if event is not None else decode(message.value, headers, max_bytes=MAX_DELIVERY)
     except Exception as exc:  # decode is total; this guards the partition against a bug in it
         logger.exception("decode failed")

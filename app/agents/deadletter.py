@@ -34,7 +34,8 @@ def fit(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
 async def dead_letter(msg: Message, reason: DeadLetterReason, *, event_type: str | None = None) -> None:
     """`msg`: the record (Faust's `Message`); `event_type`: the delivery's step (or "unknown") when it is an input
     delivery; None for internal records."""
-    headers = [(k, v) for k, v in (msg.headers or []) if not k.startswith("dlq-")]
+    # A forwarded copy's carried event is left out: a redriven dead letter is validated again from its value.
+    headers = [(k, v) for k, v in (msg.headers or []) if not k.startswith("dlq-") and k != topics.FORWARDED_EVENT]
     headers += [
         (topics.DLQ_REASON, reason.header().encode()),
         (topics.DLQ_CODE, reason.code.encode()),

@@ -12,7 +12,10 @@ stage folding it reads that instead of validating the delivery a second time (th
 benchmark's input are forwarded; loading the event costs a sixth of decoding the delivery). The value stays the
 delivery as sent: it is what a dead letter of the copy holds. Both headers are the service's own: producers of the
 input topic do not set them (docs/contract.md). A copy without the event header (too large with it, or written
-before it existed) or with one that does not load is decoded from its value, as before.
+before it existed, or by another version of the decoder) or with one that does not hold what decoding gives (see
+`carried`) is decoded from its value, as before. Bump DECODE_VERSION with any change to what `decode` returns for a
+delivery, or to NormalizedEvent: copies written before are then validated again from their value (a rebuild from
+the input reads them all).
 """
 from __future__ import annotations
 
@@ -20,11 +23,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import topics
-from pydantic import ValidationError
+import datetime as dt
 
 from app.logic.decode import Accepted, Decoded, Rejected, Skipped
 from app.models import codec
 from app.models.records import DeadLetterReason, NormalizedEvent
+from app.models.webhooks import MAX_POINTS
+
+DECODE_VERSION = b"1"  # of the event a copy carries: `forwarded-event: <version>:<NormalizedEvent JSON>`
+_UTC = dt.timedelta(0)
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -60,8 +67,9 @@ def route(outcome: Decoded, key: bytes | None, value: bytes | None, headers: Hea
         return Rejected(DeadLetterReason(code="misplaced", detail=(
             f"forwarded to partition {partition}, its voucher's is {home(voucher)}: the input topic's partition "
             "count differs from PARTITIONS")), ev.step.value)
-    copy = [*(headers or ()), (topics.FORWARDED_FROM, "/".join(map(str, origin)).encode())]
-    carrying = [*copy, (topics.FORWARDED_EVENT, codec.dump(ev))]
+    copy = [*(h for h in headers or () if h[0] != topics.FORWARDED_EVENT),  # only ever ours
+            (topics.FORWARDED_FROM, "/".join(map(str, origin)).encode())]
+    carrying = [*copy, (topics.FORWARDED_EVENT, DECODE_VERSION + b":" + codec.dump(ev))]
     if size(voucher, value, carrying) <= max_record:
         return Forward(ev, voucher, carrying)
     if (n := size(voucher, value, copy)) > max_record:
@@ -72,12 +80,29 @@ def route(outcome: Decoded, key: bytes | None, value: bytes | None, headers: Hea
 
 
 def carried(headers: Mapping[str, bytes | None]) -> NormalizedEvent | None:
-    """The event a forwarded copy carries (its headers as a dict), or None: absent, or not loadable (then the copy's
-    value is decoded)."""
+    """The event a forwarded copy carries (its headers as a dict), or None: absent, from another decoder version,
+    or not what decoding gives (then the copy's value is decoded)."""
     raw = headers.get(topics.FORWARDED_EVENT)
     if raw is None or topics.FORWARDED_FROM not in headers:
         return None
-    try:
-        return codec.load(NormalizedEvent, raw)
-    except ValidationError:
+    version, _, body = raw.partition(b":")
+    if version != DECODE_VERSION:
         return None
+    try:
+        event = codec.load(NormalizedEvent, body)
+    except Exception:  # not what route wrote
+        return None
+    return event if _as_decoded(event) else None
+
+
+def _as_decoded(event: NormalizedEvent) -> bool:
+    """What `decode` guarantees of an event and the fold relies on, checked because a header is only bytes a
+    producer wrote: ids of 1 to 256 characters, points in range, every time in UTC (a naive one could not even be
+    compared with the card's)."""
+    obs = event.observation
+    times = [obs.created_at, obs.updated_at, obs.occurred_at, obs.activated_at]
+    if event.card is not None:
+        times += [event.card.as_of, event.card.occurred_at]
+    return (all(0 < len(i) <= 256 for i in (event.entry_id, event.voucher_id, event.customer_id, obs.customer_id))
+            and 0 <= obs.points <= MAX_POINTS
+            and all(t is None or t.utcoffset() == _UTC for t in times))

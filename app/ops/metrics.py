@@ -28,6 +28,10 @@ FORWARDED = PromCounter(
     PREFIX + "forwarded", "Valid deliveries written again to the input topic keyed by their voucher id, by event type",
     ["event_type"], registry=REGISTRY,
 )
+COPIES_DECODED = PromCounter(
+    PREFIX + "forwarded_copies_decoded", "Forwarded copies validated again from their value: no usable carried event "
+    "(too large with it, another decoder version, or not what decoding gives)", registry=REGISTRY,
+)
 DEAD_LETTERS = PromCounter(
     PREFIX + "dead_letters", "Records written to the dead-letter topic, by reason code", ["code"], registry=REGISTRY,
 )
@@ -74,6 +78,10 @@ def delivery(event_type: str, outcome: str) -> None:
 
 def forwarded(event_type: str) -> None:
     _child(FORWARDED, event_type).inc()
+
+
+def copy_decoded() -> None:
+    COPIES_DECODED.inc()
 
 
 def stage_done(stage: str, timestamps: Iterable[float]) -> None:

@@ -123,10 +123,13 @@ def test_a_delivery_whose_forwarded_copy_would_be_over_the_limit_is_dead_lettere
     pad = limit - 10 - record_size(key, value, [("x-pad", b"")])
     headers = [("x-pad", b"p" * pad)]
     assert limit - 20 < record_size(key, value, headers) <= limit
+    # and one whose copy fits, but not with its carried event (about 600 bytes more)
+    mid = simulate.fresh_added("mid", 0)
+    mid_headers = [("x-pad", b"p" * (limit - 300 - record_size(key, mid.value, [("x-pad", b"")])))]
     after = simulate.fresh_added("after", 0)
-    worker_factory("small", **SMALL_LIMIT).wait_ready()
+    w = worker_factory("small", **SMALL_LIMIT).wait_ready()
     kafka.produce(broker.bootstrap, topic_prefix + topics.WEBHOOKS.name,
-                  [(key, value, headers), (None, after.value, after.headers)])
+                  [(key, value, headers), (key, mid.value, mid_headers), (None, after.value, after.headers)])
 
     # Then it is dead-lettered, saying why, and the next delivery is processed
     dlq = kafka.read_until(broker.bootstrap, topic_prefix + topics.DEAD_LETTERS.name, lambda rs: len(rs) >= 1,
@@ -134,7 +137,11 @@ def test_a_delivery_whose_forwarded_copy_would_be_over_the_limit_is_dead_lettere
     reason = dict(dlq[0].headers)
     assert reason["dlq-code"] == b"copy_too_large" and b"KAFKA_MAX_RECORD_BYTES" in reason["dlq-reason"], reason
     states = kafka.read_until(broker.bootstrap, topic_prefix + topics.CUSTOMER_POINT_STATE.name,
-                              lambda rs: any(r.key.startswith(b"cust_after_") for r in rs), timeout=60,
+                              lambda rs: all(any(r.key.startswith(c) for r in rs)
+                                             for c in (b"cust_after_", b"cust_mid_")), timeout=60,
                               settle=2)  # a late record of the fat customer would show
     assert any(r.key.startswith(b"cust_after_") for r in states)
     assert not any(r.key.startswith(b"cust_fat_") for r in states)
+    # and the other was forwarded without its event, and its copy validated again from its value
+    assert any(r.key.startswith(b"cust_mid_") for r in states)
+    assert helpers.metric_sum(helpers.scrape(w), "pending_points_forwarded_copies_decoded_total") == 1

@@ -12,6 +12,7 @@ from app.models.records import DeadLetterReason, NormalizedEvent, Observation, S
 EVENT = NormalizedEvent(step=Step.ADDED, entry_id="lopp_1", voucher_id="v_1", customer_id="c1",
                         observation=Observation(points=5, activates_at=dt.date(2025, 3, 5), customer_id="c1"))
 HOME = {b"v_1": 2}
+CARRIED = routing.DECODE_VERSION + b":" + codec.dump(EVENT)  # the forwarded-event header of EVENT's copy
 
 
 def route(key, partition, headers=(), *, size=100, outcome=Accepted(EVENT)):
@@ -27,9 +28,9 @@ def test_a_delivery_keyed_by_its_voucher_on_its_partition_is_folded_where_it_sit
 def test_any_other_valid_delivery_is_forwarded_keyed_by_its_voucher_with_its_headers_and_where_it_came_from():
     headers = [("event-type", b"voucher.loyalty_card.pending_points.added"), ("source", b"backfill")]
     for key, partition in ((None, 2), (b"c1", 2), (b"v_1", 0)):  # no key, another key, its key elsewhere
-        assert route(key, partition, headers, size=0) == routing.Forward(
+        assert route(key, partition, headers) == routing.Forward(
             EVENT, b"v_1", [*headers, (topics.FORWARDED_FROM, f"in/{partition}/42".encode()),
-                            (topics.FORWARDED_EVENT, codec.dump(EVENT))]), (key, partition)
+                            (topics.FORWARDED_EVENT, CARRIED)]), (key, partition)
 
 
 def test_a_forwarded_copy_carries_its_event_so_it_is_not_decoded_again():
@@ -43,12 +44,36 @@ def test_a_copy_too_large_with_its_event_is_forwarded_without_it_and_decoded_fro
     assert routing.carried(dict(step.headers)) is None
 
 
-def test_only_a_loadable_event_on_a_forwarded_copy_is_taken_else_the_value_is_decoded():
+def test_a_delivery_that_already_carries_an_event_header_is_forwarded_with_ours_only():
+    forged = (topics.FORWARDED_EVENT, routing.DECODE_VERSION + b":" + codec.dump(EVENT.model_copy(update={
+        "observation": EVENT.observation.model_copy(update={"points": 10**6})})))
+    step = route(None, 0, [forged])
+    assert [h for h in step.headers if h[0] == topics.FORWARDED_EVENT] == [(topics.FORWARDED_EVENT, CARRIED)]
+    too_big = route(None, 0, [forged], size=900)  # ours does not fit: the copy carries none
+    assert isinstance(too_big, routing.Forward) and topics.FORWARDED_EVENT not in dict(too_big.headers)
+
+
+def _carried(event: bytes, version: bytes = routing.DECODE_VERSION):
+    return routing.carried({topics.FORWARDED_FROM: b"in/0/7", topics.FORWARDED_EVENT: version + b":" + event})
+
+
+def test_only_an_event_as_decoding_gives_it_is_taken_from_a_copy_else_its_value_is_decoded():
     event = codec.dump(EVENT)
-    assert routing.carried({topics.FORWARDED_EVENT: event}) is None  # not a copy we wrote
-    assert routing.carried({topics.FORWARDED_FROM: b"in/0/7", topics.FORWARDED_EVENT: b"{"}) is None
-    assert routing.carried({topics.FORWARDED_FROM: b"in/0/7", topics.FORWARDED_EVENT: event[:-1] + b',"x":1}'}) is None
-    assert routing.carried({topics.FORWARDED_FROM: b"in/0/7", topics.FORWARDED_EVENT: event}) == EVENT
+    assert _carried(event) == EVENT
+    assert routing.carried({topics.FORWARDED_EVENT: CARRIED}) is None  # not a copy we wrote
+    assert _carried(event, version=b"0") is None  # another decoder's output: decoded again by this one
+    assert routing.carried({topics.FORWARDED_FROM: b"in/0/7", topics.FORWARDED_EVENT: codec.dump(EVENT)}) is None
+    assert _carried(b"{") is None
+    assert _carried(event[:-1] + b',"x":1}') is None
+    obs = EVENT.observation
+    for bad in (EVENT.model_copy(update={"observation": obs.model_copy(update={"points": -1})}),
+                EVENT.model_copy(update={"voucher_id": ""}),
+                EVENT.model_copy(update={"entry_id": "x" * 257}),
+                EVENT.model_copy(update={"observation": obs.model_copy(update={  # naive: not comparable with UTC
+                    "created_at": dt.datetime(2025, 3, 1, 12)})}),
+                EVENT.model_copy(update={"observation": obs.model_copy(update={
+                    "created_at": dt.datetime(2025, 3, 1, 12, tzinfo=dt.timezone(dt.timedelta(hours=2)))})})):
+        assert _carried(codec.dump(bad)) is None, bad
 
 
 def test_a_forwarded_copy_is_folded_on_its_cards_partition_and_never_forwarded_again():
