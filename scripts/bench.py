@@ -156,7 +156,10 @@ def bytewax_peer(bootstrap: str, src: str, tag: str, sc, work: Path, recovery: b
         cmd += ["-r", str(db), "-s", "1", "-b", "0"]
     cmds = [cmd]
     if processes > 1:
-        addresses = ";".join(f"localhost:{embedded_broker.free_port()}" for _ in range(processes))
+        ports: set[int] = set()
+        while len(ports) < processes:
+            ports.add(embedded_broker.free_port())
+        addresses = ";".join(f"127.0.0.1:{port}" for port in ports)
         cmds = [cmd + ["-i", str(i), "-a", addresses] for i in range(processes)]
     log_paths = [work / f"{name}-{i}.log" for i in range(len(cmds))]
     procs = []
@@ -165,16 +168,22 @@ def bytewax_peer(bootstrap: str, src: str, tag: str, sc, work: Path, recovery: b
             with open(log_path, "w") as out:
                 procs.append(subprocess.Popen(c, cwd=Path(__file__).resolve().parent, env=env, stdout=out,
                                               stderr=subprocess.STDOUT))
-        codes = [proc.wait(timeout=1200) for proc in procs]
+        deadline = time.monotonic() + 1200
+        while any(proc.poll() is None for proc in procs) and time.monotonic() < deadline:
+            if any(proc.poll() for proc in procs):  # one failed: the others would wait for it for ever
+                break
+            time.sleep(0.1)
     finally:
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+    codes = [proc.returncode for proc in procs]
     texts = [p.read_text(errors="replace") for p in log_paths]
     starts = [int(m.group(1)) for text in texts if (m := re.search(r"PEER START (\d+)", text))]
     if any(codes) or not starts:
-        raise RuntimeError(f"bytewax peer failed ({codes}): {texts[0][-2000:]}")
+        failed = next((i for i, code in enumerate(codes) if code), 0)
+        raise RuntimeError(f"bytewax peer failed ({codes}): {texts[failed][-2000:]}")
     final = read_all(bootstrap, dst)
     secs = (max(m.timestamp for m in final) - min(starts)) / 1000
     res = {"events_per_s": round(len(sc.deliveries) / secs, 1), "dead_letters": len(read_all(bootstrap, dlq)),
@@ -348,12 +357,13 @@ def throughput(bootstrap: str, work: Path, n: int, tag: str, profile: Path | Non
     cpu0 = sum(cpu_seconds(each.process.pid) for each in ws)
     if workers > 1:
         wait_assigned(ws, timeout=120, label=tag)
+        cpu0 = sum(cpu_seconds(each.process.pid) for each in ws)
         log(f"[{tag}] {workers} workers ready; writing {len(deliveries):,} deliveries")
         produce(bootstrap, prefix + topics.WEBHOOKS.name, deliveries)
         start_ms = min(m.timestamp for m in read_all(bootstrap, prefix + topics.WEBHOOKS.name))
     wait_drained(ws, len(deliveries), timeout=3600, label=tag)
-    # The workers' CPU per delivery (both threads, user + system): steadier than the rate when the machine is
-    # shared, since time waiting for a core is not counted. Used to compare variants.
+    # The workers' CPU per delivery (both threads, user + system; the once-a-second /metrics scrape included):
+    # steadier than the rate when the machine is shared, since time waiting for a core is not counted.
     cpu_us = 1e6 * (sum(cpu_seconds(each.process.pid) for each in ws) - cpu0) / len(deliveries)
     if spy is not None:
         spy.send_signal(2)
@@ -654,6 +664,7 @@ def _run(args, out: Path, work: Path) -> None:
             workers += tws
             for each in tws:
                 each.stop()
+            res["ratio_pipeline_over_bare"] = round(res["pipeline_events_per_s"] / main_res["bare_events_per_s"], 3)
             results["pipeline_2_workers"] = {**res, "ratio_over_bytewax_recovery_2_processes": round(
                 res["pipeline_events_per_s"] / main_res["bytewax_recovery_2_processes_events_per_s"], 3)}
         for i, text in enumerate(args.variant):  # the same input, the worker with other settings
