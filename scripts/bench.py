@@ -340,52 +340,59 @@ def throughput(bootstrap: str, work: Path, n: int, tag: str, profile: Path | Non
     if preseed_entries:
         recs = preseed(bootstrap, prefix, preseed_entries)
         res["preseed_changelog_records"] = recs
-    ws = [start_worker(bootstrap, work, f"{tag}-w{i or ''}", prefix, **(env or {})) for i in range(workers)]
-    w = ws[0]
-    spy = None
-    if profile is not None:
-        spy = subprocess.Popen(["py-spy", "record", "--format", "raw", "-r", "200", "-o", str(profile),
-                                "--pid", str(w.process.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for each in ws:
-        each.wait_ready(timeout=1800)
-    if preseed_entries:
-        rec = _recovery_seconds(w.log_tail(200_000_000))
-        res["preseed_recovery_records_per_s"] = round(res["preseed_changelog_records"] / rec, 1) if rec else None
-        log(f"[{tag}] restored {res['preseed_changelog_records']:,} preloaded card records: "
-            f"{res['preseed_recovery_records_per_s']}/s")
-    start_ms = time.time() * 1000
-    cpu0 = sum(cpu_seconds(each.process.pid) for each in ws)
-    if workers > 1:
-        wait_assigned(ws, timeout=120, label=tag)
+    ws: list[Worker] = []
+    try:  # the workers are the caller's once returned; stopped here if the run fails before
+        for i in range(workers):
+            ws.append(start_worker(bootstrap, work, f"{tag}-w{i or ''}", prefix, **(env or {})))
+        w = ws[0]
+        spy = None
+        if profile is not None:
+            spy = subprocess.Popen(["py-spy", "record", "--format", "raw", "-r", "200", "-o", str(profile),
+                                    "--pid", str(w.process.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for each in ws:
+            each.wait_ready(timeout=1800)
+        if preseed_entries:
+            rec = _recovery_seconds(w.log_tail(200_000_000))
+            res["preseed_recovery_records_per_s"] = round(res["preseed_changelog_records"] / rec, 1) if rec else None
+            log(f"[{tag}] restored {res['preseed_changelog_records']:,} preloaded card records: "
+                f"{res['preseed_recovery_records_per_s']}/s")
+        start_ms = time.time() * 1000
         cpu0 = sum(cpu_seconds(each.process.pid) for each in ws)
-        log(f"[{tag}] {workers} workers ready; writing {len(deliveries):,} deliveries")
-        produce(bootstrap, prefix + topics.WEBHOOKS.name, deliveries)
-        start_ms = min(m.timestamp for m in read_all(bootstrap, prefix + topics.WEBHOOKS.name))
-    wait_drained(ws, len(deliveries), timeout=3600, label=tag)
-    # The workers' CPU per delivery (both threads, user + system; the once-a-second /metrics scrape included):
-    # steadier than the rate when the machine is shared, since time waiting for a core is not counted.
-    cpu_us = 1e6 * (sum(cpu_seconds(each.process.pid) for each in ws) - cpu0) / len(deliveries)
-    if spy is not None:
-        spy.send_signal(2)
-        spy.wait(60)
-        summary = profile_summary(profile)
-        profile.with_name("profile-top.txt").write_text(summary)
-        log(f"[{tag}] profile (worker main thread):\n{summary}")
-    final = read_all(bootstrap, prefix + topics.CUSTOMER_POINT_STATE.name)
-    last_ms = max(m.timestamp for m in final)
-    res.update(exactness(sc, final))
-    res["mean_batch_records"] = mean_batches(scrape(w))
-    secs = (last_ms - start_ms) / 1000
-    res["pipeline_events_per_s"] = round(len(deliveries) / secs, 1)
-    if bare:
-        res["ratio_pipeline_over_bare"] = round(res["pipeline_events_per_s"] / res["bare_events_per_s"], 3)
-    res["worker_peak_rss_mb"] = round(max(rss_peak_mb(each.process.pid) for each in ws), 1)
-    res["worker_cpu_us_per_delivery"] = round(cpu_us, 1)
-    log(f"[{tag}] pipeline ({workers} worker{'s' if workers > 1 else ''}): {len(deliveries):,} in {secs:.2f}s = "
-        f"{len(deliveries) / secs:,.0f}/s; ratio {res.get('ratio_pipeline_over_bare')}; CPU {cpu_us:.0f} us per "
-        f"delivery; peak RSS "
-        f"{res['worker_peak_rss_mb']} MB; mean batch {res['mean_batch_records']}; exact: {res['exact']}")
-    return res, ws
+        if workers > 1:
+            wait_assigned(ws, timeout=120, label=tag)
+            cpu0 = sum(cpu_seconds(each.process.pid) for each in ws)
+            log(f"[{tag}] {workers} workers ready; writing {len(deliveries):,} deliveries")
+            produce(bootstrap, prefix + topics.WEBHOOKS.name, deliveries)
+            start_ms = min(m.timestamp for m in read_all(bootstrap, prefix + topics.WEBHOOKS.name))
+        wait_drained(ws, len(deliveries), timeout=3600, label=tag)
+        # The workers' CPU per delivery (both threads, user + system; the once-a-second /metrics scrape included):
+        # steadier than the rate when the machine is shared, since time waiting for a core is not counted.
+        cpu_us = 1e6 * (sum(cpu_seconds(each.process.pid) for each in ws) - cpu0) / len(deliveries)
+        if spy is not None:
+            spy.send_signal(2)
+            spy.wait(60)
+            summary = profile_summary(profile)
+            profile.with_name("profile-top.txt").write_text(summary)
+            log(f"[{tag}] profile (worker main thread):\n{summary}")
+        final = read_all(bootstrap, prefix + topics.CUSTOMER_POINT_STATE.name)
+        last_ms = max(m.timestamp for m in final)
+        res.update(exactness(sc, final))
+        res["mean_batch_records"] = mean_batches(scrape(w))
+        secs = (last_ms - start_ms) / 1000
+        res["pipeline_events_per_s"] = round(len(deliveries) / secs, 1)
+        if bare:
+            res["ratio_pipeline_over_bare"] = round(res["pipeline_events_per_s"] / res["bare_events_per_s"], 3)
+        res["worker_peak_rss_mb"] = round(max(rss_peak_mb(each.process.pid) for each in ws), 1)
+        res["worker_cpu_us_per_delivery"] = round(cpu_us, 1)
+        log(f"[{tag}] pipeline ({workers} worker{'s' if workers > 1 else ''}): {len(deliveries):,} in {secs:.2f}s = "
+            f"{len(deliveries) / secs:,.0f}/s; ratio {res.get('ratio_pipeline_over_bare')}; CPU {cpu_us:.0f} us per "
+            f"delivery; peak RSS "
+            f"{res['worker_peak_rss_mb']} MB; mean batch {res['mean_batch_records']}; exact: {res['exact']}")
+        return res, ws
+    except BaseException:
+        for each in ws:
+            each.stop()
+        raise
 
 
 def mean_batches(samples: dict) -> dict[str, float]:
