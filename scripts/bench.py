@@ -33,8 +33,9 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import re
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -395,6 +396,33 @@ def throughput(bootstrap: str, work: Path, n: int, tag: str, profile: Path | Non
         raise
 
 
+def repeated(bootstrap: str, work: Path, n: int, times: int, main_res: dict) -> dict:
+    """Our pipeline (one worker) and bytewax with recovery (one process) `times` times in all, alternating which
+    goes first, on the same broker and input: this machine's speed moves by a third within minutes, so one pair is
+    not a comparison. The main run's pair is the first; the medians are the figures."""
+    sc = simulate.build(seed=99, customers=max(5, n // 30))
+    src = "bare-main-" + topics.WEBHOOKS.name  # the main run's input for the references
+    ours, peer = [main_res["pipeline_events_per_s"]], [main_res["bytewax_recovery_events_per_s"]]
+    for k in range(1, times):
+        for step in (("peer", "ours") if k % 2 == 0 else ("ours", "peer")):
+            if step == "peer":
+                peer.append(bytewax_peer(bootstrap, src, f"r{k}", sc, work, True)["events_per_s"])
+            else:
+                res, ws = throughput(bootstrap, work, n, f"r{k}", bare=False)
+                for each in ws:
+                    each.stop()
+                ours.append(res["pipeline_events_per_s"])
+    out = {"pipeline_events_per_s": ours, "bytewax_recovery_events_per_s": peer,
+           "ratios": [round(a / b, 3) for a, b in zip(ours, peer)],
+           "median_pipeline_events_per_s": statistics.median(ours),
+           "median_bytewax_recovery_events_per_s": statistics.median(peer)}
+    out["ratio_of_medians"] = round(out["median_pipeline_events_per_s"] / out["median_bytewax_recovery_events_per_s"],
+                                    3)
+    log(f"repeated {times} times: ours {ours}, bytewax with recovery {peer}; ratios {out['ratios']}; ratio of the "
+        f"medians {out['ratio_of_medians']}")
+    return out
+
+
 def mean_batches(samples: dict) -> dict[str, float]:
     """Mean records per batch each stage took (from the worker's batch histogram)."""
     out = {}
@@ -626,6 +654,9 @@ def main() -> None:
     parser.add_argument("--peer", action="store_true",
                         help="also run the job in bytewax (scripts/bench_peer.py): one process with recovery off and "
                              "on, two processes with recovery on (and our pipeline with two workers)")
+    parser.add_argument("--repeat", type=int, default=3, help=(
+        "with --peer: our pipeline and bytewax with recovery this many times in all, alternating, on the same "
+        "input; the medians compare (1: once)"))
     parser.add_argument("--variant", action="append", default=[], metavar="NAME:K=V,K=V",
                         help="also run throughput (and latency) with these worker settings, same run, same input")
     parser.add_argument("--phases", default="throughput,latency,recovery,long,history",
@@ -674,6 +705,8 @@ def _run(args, out: Path, work: Path) -> None:
             res["ratio_pipeline_over_bare"] = round(res["pipeline_events_per_s"] / main_res["bare_events_per_s"], 3)
             results["pipeline_2_workers"] = {**res, "ratio_over_bytewax_recovery_2_processes": round(
                 res["pipeline_events_per_s"] / main_res["bytewax_recovery_2_processes_events_per_s"], 3)}
+        if args.peer and args.repeat > 1:
+            results["repeated"] = repeated(broker.bootstrap, work, args.n, args.repeat, main_res)
         for i, text in enumerate(args.variant):  # the same input, the worker with other settings
             name, env = parse_variant(text)
             count = int(env.pop("WORKERS", "1"))
