@@ -10,7 +10,9 @@ because timings on shared machines are noisy; both run in the same invocation on
 - peer (`--peer`): the same job in bytewax (scripts/bench_peer.py: our logic, bytewax's Kafka source and sink),
   on the same input, records/s and exactness like ours: one process with recovery off and on (against our one
   worker), and two processes with recovery on (against two of our workers, `pipeline_2_workers`: the machine's
-  cores used by both).
+  cores used by both). Ours and bytewax with recovery, one process each, run `--repeat` times in all (default 3),
+  each further pair on a fresh broker, alternating which goes first; the ratio of the medians compares
+  (`repeated`).
 - variants (`--variant NAME:K=V,...`): the throughput (and latency) run again with other worker settings, on the
   same input in the same run (`WORKERS=N`: N workers in one group); how each lever is measured before/after.
 - latency: afterwards, new deliveries offered at fixed rates, one after the other; per delivery, its customer-point-state record's
@@ -396,22 +398,27 @@ def throughput(bootstrap: str, work: Path, n: int, tag: str, profile: Path | Non
         raise
 
 
-def repeated(bootstrap: str, work: Path, n: int, times: int, main_res: dict) -> dict:
-    """Our pipeline (one worker) and bytewax with recovery (one process) `times` times in all, alternating which
-    goes first, on the same broker and input: this machine's speed moves by a third within minutes, so one pair is
-    not a comparison. The main run's pair is the first; the medians are the figures."""
+def repeated(work: Path, n: int, times: int, main_res: dict) -> dict:
+    """Our pipeline (one worker) and bytewax with recovery (one process) `times` times in all: the main run's pair,
+    then each further pair on a fresh broker of its own with the same input, alternating which goes first. This
+    machine's speed moves by a third within minutes, so one pair is not a comparison; and a pair on the main
+    broker would run after the history our runs leave there (ours writes about 100,000 records a run, bytewax
+    2,000), which the embedded broker slows with. The medians are the figures."""
     sc = simulate.build(seed=99, customers=max(5, n // 30))
-    src = "bare-main-" + topics.WEBHOOKS.name  # the main run's input for the references
+    deliveries = [(d.key, d.value, d.headers) for d in sc.deliveries]
     ours, peer = [main_res["pipeline_events_per_s"]], [main_res["bytewax_recovery_events_per_s"]]
     for k in range(1, times):
-        for step in (("peer", "ours") if k % 2 == 0 else ("ours", "peer")):
-            if step == "peer":
-                peer.append(bytewax_peer(bootstrap, src, f"r{k}", sc, work, True)["events_per_s"])
-            else:
-                res, ws = throughput(bootstrap, work, n, f"r{k}", bare=False)
-                for each in ws:
-                    each.stop()
-                ours.append(res["pipeline_events_per_s"])
+        with embedded_broker.start(log_path=work / f"tansu-r{k}.log") as broker:
+            src = f"bare-r{k}-" + topics.WEBHOOKS.name
+            produce(broker.bootstrap, src, deliveries)
+            for step in (("peer", "ours") if k % 2 == 0 else ("ours", "peer")):
+                if step == "peer":
+                    peer.append(bytewax_peer(broker.bootstrap, src, f"r{k}", sc, work, True)["events_per_s"])
+                else:
+                    res, ws = throughput(broker.bootstrap, work, n, f"r{k}", bare=False)
+                    for each in ws:
+                        each.stop()
+                    ours.append(res["pipeline_events_per_s"])
     out = {"pipeline_events_per_s": ours, "bytewax_recovery_events_per_s": peer,
            "ratios": [round(a / b, 3) for a, b in zip(ours, peer)],
            "median_pipeline_events_per_s": statistics.median(ours),
@@ -705,8 +712,6 @@ def _run(args, out: Path, work: Path) -> None:
             res["ratio_pipeline_over_bare"] = round(res["pipeline_events_per_s"] / main_res["bare_events_per_s"], 3)
             results["pipeline_2_workers"] = {**res, "ratio_over_bytewax_recovery_2_processes": round(
                 res["pipeline_events_per_s"] / main_res["bytewax_recovery_2_processes_events_per_s"], 3)}
-        if args.peer and args.repeat > 1:
-            results["repeated"] = repeated(broker.bootstrap, work, args.n, args.repeat, main_res)
         for i, text in enumerate(args.variant):  # the same input, the worker with other settings
             name, env = parse_variant(text)
             count = int(env.pop("WORKERS", "1"))
@@ -729,6 +734,8 @@ def _run(args, out: Path, work: Path) -> None:
         for w in workers:
             w.stop()
         broker.stop()
+    if args.peer and args.repeat > 1:
+        results["repeated"] = repeated(work, args.n, args.repeat, main_res)
     if "latency" in phases:
         results["latency_fresh_broker_by_rate"] = fresh_latencies(work, args.rate, args.latency_s,
                                                                   args.input_linger_ms)
