@@ -14,21 +14,20 @@ delivery as sent: it is what a dead letter of the copy holds. Both headers are t
 input topic do not set them (docs/contract.md). A copy without the event header (too large with it, or written
 before it existed, or by another version of the decoder) or with one that does not hold what decoding gives (see
 `carried`) is decoded from its value, as before. Bump DECODE_VERSION with any change to what `decode` returns for a
-delivery, or to NormalizedEvent: copies written before are then validated again from their value (a rebuild from
-the input reads them all).
+delivery: copies written before are then validated again from their value (a rebuild from the input reads them
+all). A change to NormalizedEvent itself bumps its `v`, which old copies then fail to load.
 """
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import topics
-import datetime as dt
-
 from app.logic.decode import Accepted, Decoded, Rejected, Skipped
 from app.models import codec
 from app.models.records import DeadLetterReason, NormalizedEvent
-from app.models.webhooks import MAX_POINTS
+from app.models.webhooks import MAX_ID_LENGTH, MAX_POINTS
 
 DECODE_VERSION = b"1"  # of the event a copy carries: `forwarded-event: <version>:<NormalizedEvent JSON>`
 _UTC = dt.timedelta(0)
@@ -97,12 +96,12 @@ def carried(headers: Mapping[str, bytes | None]) -> NormalizedEvent | None:
 
 def _as_decoded(event: NormalizedEvent) -> bool:
     """What `decode` guarantees of an event and the fold relies on, checked because a header is only bytes a
-    producer wrote: ids of 1 to 256 characters, points in range, every time in UTC (a naive one could not even be
+    producer wrote: ids of 1 to MAX_ID_LENGTH characters, points in range, every time in UTC (a naive one could not even be
     compared with the card's)."""
     obs = event.observation
     times = [obs.created_at, obs.updated_at, obs.occurred_at, obs.activated_at]
     if event.card is not None:
         times += [event.card.as_of, event.card.occurred_at]
-    return (all(0 < len(i) <= 256 for i in (event.entry_id, event.voucher_id, event.customer_id, obs.customer_id))
+    return (all(0 < len(i) <= MAX_ID_LENGTH for i in (event.entry_id, event.voucher_id, event.customer_id, obs.customer_id))
             and 0 <= obs.points <= MAX_POINTS
             and all(t is None or t.utcoffset() == _UTC for t in times))

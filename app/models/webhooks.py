@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr
 
 MAX_POINTS = 2**63 - 1
+MAX_ID_LENGTH = 256
 
 # Kafka record header naming the event type; the only place a raw payload's type can come from.
 EVENT_TYPE_HEADER = "event-type"
@@ -39,7 +40,7 @@ def _utc(value: dt.datetime) -> dt.datetime:
 
 
 Points = Annotated[StrictInt, Field(ge=0, le=MAX_POINTS)]
-Id = Annotated[StrictStr, Field(min_length=1, max_length=256)]
+Id = Annotated[StrictStr, Field(min_length=1, max_length=MAX_ID_LENGTH)]
 Date = Annotated[dt.date, BeforeValidator(_parse_date)]
 Timestamp = Annotated[dt.datetime, BeforeValidator(_parse_timestamp), AfterValidator(_utc)]
 
