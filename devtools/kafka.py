@@ -127,8 +127,8 @@ def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[i
 
 def commit_to_end(bootstrap: str, group: str, topic: str) -> dict[int, int]:
     """Commit `group`'s offsets on every partition of `topic` to its end as the broker reports it, as a consumer
-    that read it all would. The embedded broker under-reports the end after a batch of several records (BROKER.md,
-    gap 1; `app.compat.end_offsets`): exact only for topics written one record per batch."""
+    that read it all would. The embedded broker under-reports the end after a batch of several records
+    (`app.compat.end_offsets` explains it): exact only for topics written one record per batch."""
     from aiokafka import TopicPartition
 
     async def run() -> dict[int, int]:

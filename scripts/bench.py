@@ -1,7 +1,7 @@
 """Benchmark: the pipeline against a bare aiokafka loop on the same broker and input; latency, recovery, RSS, growth.
 
     scripts/bench [--n 20000] [--quick] [--rate 500,1000] [--latency-s 15] [--peer] [--growth] [--profile]
-                  [--variant NAME:K=V,...] [--phases ...] [--out bench-out]
+                  [--repeat 3] [--variant NAME:K=V,...] [--phases ...] [--out bench-out]
 
 Starts its own embedded broker and worker processes. Headline: `pipeline / bare loop` sustained events/s, a ratio,
 because timings on shared machines are noisy; both run in the same invocation on the same broker and input.
@@ -653,7 +653,7 @@ def main() -> None:
     parser.add_argument("--latency-s", type=float, default=15.0)
     parser.add_argument("--input-linger-ms", type=float, default=5.0, help=(
         "the latency load generator's producer linger (5: Apache Kafka 4.0's default; 0: one record per batch)"))
-    parser.add_argument("--growth", action="store_true", help="also 10k/50k/200k deliveries and 1M state entries")
+    parser.add_argument("--growth", action="store_true", help="also 10k/30k/60k deliveries and 1M state entries")
     parser.add_argument("--state-entries", type=int, default=1_000_000)
     parser.add_argument("--profile", action="store_true", help="py-spy the worker during the throughput run")
     parser.add_argument("--out", default="bench-out")
