@@ -363,7 +363,7 @@ def throughput(bootstrap: str, work: Path, n: int, tag: str, profile: Path | Non
         cpu0 = sum(cpu_seconds(each.process.pid) for each in ws)
         if workers > 1:
             wait_assigned(ws, timeout=120, label=tag)
-            cpu0 = sum(cpu_seconds(each.process.pid) for each in ws)
+            cpu0 = sum(cpu_seconds(each.process.pid) for each in ws)  # from when every worker holds partitions
             log(f"[{tag}] {workers} workers ready; writing {len(deliveries):,} deliveries")
             produce(bootstrap, prefix + topics.WEBHOOKS.name, deliveries)
             start_ms = min(m.timestamp for m in read_all(bootstrap, prefix + topics.WEBHOOKS.name))
@@ -407,19 +407,23 @@ def repeated(work: Path, n: int, times: int, main_res: dict) -> dict:
     sc = simulate.build(seed=99, customers=max(5, n // 30))
     deliveries = [(d.key, d.value, d.headers) for d in sc.deliveries]
     ours, peer = [main_res["pipeline_events_per_s"]], [main_res["bytewax_recovery_events_per_s"]]
+    exact = [main_res["exact"], main_res["bytewax_recovery_exact"]]
     for k in range(1, times):
         with embedded_broker.start(log_path=work / f"tansu-r{k}.log") as broker:
             src = f"bare-r{k}-" + topics.WEBHOOKS.name
             produce(broker.bootstrap, src, deliveries)
             for step in (("peer", "ours") if k % 2 == 0 else ("ours", "peer")):
                 if step == "peer":
-                    peer.append(bytewax_peer(broker.bootstrap, src, f"r{k}", sc, work, True)["events_per_s"])
+                    r = bytewax_peer(broker.bootstrap, src, f"r{k}", sc, work, True)
+                    peer.append(r["events_per_s"])
+                    exact.append(r["exact"])
                 else:
                     res, ws = throughput(broker.bootstrap, work, n, f"r{k}", bare=False)
                     for each in ws:
                         each.stop()
                     ours.append(res["pipeline_events_per_s"])
-    out = {"pipeline_events_per_s": ours, "bytewax_recovery_events_per_s": peer,
+                    exact.append(res["exact"])
+    out = {"exact": all(exact), "pipeline_events_per_s": ours, "bytewax_recovery_events_per_s": peer,
            "ratios": [round(a / b, 3) for a, b in zip(ours, peer)],
            "median_pipeline_events_per_s": statistics.median(ours),
            "median_bytewax_recovery_events_per_s": statistics.median(peer)}
