@@ -64,12 +64,6 @@ class Delivery:
     kind: str  # "valid" | "duplicate" | "skipped" | "malformed"
     voucher_id: str | None = None  # of a valid delivery (or its duplicate)
 
-    @property
-    def misplaced(self) -> bool:
-        """A valid delivery the cards stage writes again keyed by its voucher id before folding it (a delivery
-        keyed by it is on its card's partition: producers here use Kafka's default partitioner)."""
-        return self.voucher_id is not None and self.key != self.voucher_id.encode()
-
 
 @dataclass
 class Scenario:

@@ -90,8 +90,8 @@ DLQ_SOURCE_OFFSET = "dlq-source-offset"
 DLQ_TRUNCATED = "dlq-truncated"  # the original value's length, when the copy had to be cut to fit the record limit
 SOURCE = "source"  # on the input topic: `backfill` for records written by `python -m app backfill`
 REDRIVEN_FROM = "redriven-from"  # on the input topic: `<dlq topic>/<partition>/<offset>`, by `python -m app redrive`
-# On the input topic: `<topic>/<partition>/<offset>` of a delivery that was not keyed by its voucher id (or not on
-# its card's partition), written again keyed by it by the cards stage.
+# On the input topic: `<topic>/<partition>/<offset>` of a delivery that was not on its card's partition (the one
+# its voucher id is keyed to), written again keyed by it by the cards stage.
 FORWARDED_FROM = "forwarded-from"
 # On such a copy: the event its value decodes to (NormalizedEvent JSON), read instead of decoding the value again.
 FORWARDED_EVENT = "forwarded-event"

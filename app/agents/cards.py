@@ -1,10 +1,10 @@
 """Agent `cards`: read the input topic; validate each delivery, and fold the ones on their card's partition into
 entry rows and the card aggregate; publish summaries, joins, entries.
 
-A delivery keyed by its voucher id sits on its card's partition (what the webhook endpoint and `backfill`
-write): it is folded where it is, one Kafka hop from input to card. Any other valid delivery is written
-again to the input topic, keyed by its voucher id, with a `forwarded-from` header, and folded when that copy is
-read. A card's input is then one partition of one topic, which keeps its replay rule exact (logic/cards.py).
+A delivery on its card's partition (the one its voucher id is keyed to: always so for a delivery keyed by it, what
+the webhook endpoint and `backfill` write) is folded where it is, one Kafka hop from input to card. Any other
+valid delivery is written again to the input topic, keyed by its voucher id, with a `forwarded-from` header, and
+folded when that copy is read. A card's input is then one partition of one topic, which keeps its replay rule exact (logic/cards.py).
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ async def process_cards(stream):
             for message in batch:
                 event = await _intake(message, out)
                 if event is not None:
-                    here.append((message.key, event, message))  # folded here: keyed by its voucher id
+                    here.append((event.voucher_id.encode(), event, message))  # on its card's partition
             for key, group in by_key(here):  # one aggregate read and write per card per batch
                 await _card(key, group, out, writes)
 

@@ -1,8 +1,10 @@
 """Where a validated delivery goes in the cards stage (pure: no I/O).
 
-A card's input is one partition of the input topic (logic/cards.py, "where a card's input comes from"). A delivery
-keyed by its voucher id on the partition Kafka's default partitioner gives that key is folded where it is. Any
-other valid delivery is forwarded: written again to the input topic, keyed by its voucher id, with its bytes and
+A card's input is one partition of the input topic (logic/cards.py, "where a card's input comes from"): the one
+Kafka's default partitioner gives its voucher id. A delivery sitting on that partition is folded where it is,
+whatever its key: one keyed by its voucher id always does (what the webhook endpoint and `backfill` write), and so
+does one keyed otherwise that landed there (about one in PARTITIONS of them). Any other valid delivery is
+forwarded: written again to the input topic, keyed by its voucher id, with its bytes and
 headers and a `forwarded-from: <topic>/<partition>/<offset>` header. A forwarded copy that is still not on its
 card's partition is dead-lettered (`misplaced`), never forwarded again; a delivery whose copy would be over the
 record limit is dead-lettered (`copy_too_large`) instead of stopping the worker on a refused record.
@@ -60,7 +62,7 @@ def route(outcome: Decoded, key: bytes | None, value: bytes | None, headers: Hea
     ev = outcome.event
     voucher = ev.voucher_id.encode()
     partition = origin[1]
-    if key == voucher and partition == home(voucher):
+    if partition == home(voucher):  # on its card's partition, whatever its key: the card's one source
         return Fold(ev)
     if any(k == topics.FORWARDED_FROM for k, _ in headers or ()):  # a copy we wrote, still not on its partition
         return Rejected(DeadLetterReason(code="misplaced", detail=(

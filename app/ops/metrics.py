@@ -22,7 +22,7 @@ DELIVERIES = PromCounter(
     PREFIX + "deliveries", "Deliveries read from the input topic, by event type and outcome",
     ["event_type", "outcome"], registry=REGISTRY,
 )
-# A valid delivery not keyed by its voucher id (or not on its card's partition) is written again keyed by it, and
+# A valid delivery not on its card's partition (the one its voucher id is keyed to) is written again keyed by it, and
 # counted in DELIVERIES when that copy is folded.
 FORWARDED = PromCounter(
     PREFIX + "forwarded", "Valid deliveries written again to the input topic keyed by their voucher id, by event type",

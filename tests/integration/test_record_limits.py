@@ -110,21 +110,24 @@ def test_a_delivery_whose_forwarded_copy_would_be_over_the_limit_is_dead_lettere
     import json
 
     from app.compat.internals import record_size
+    from app.partitioner import CachedPartitioner
 
     limit = int(SMALL_LIMIT["KAFKA_MAX_RECORD_BYTES"])
     # Given a valid delivery under MAX_DELIVERY_BYTES, not keyed by its voucher id, whose record is just under the
     # 64 KiB limit (headers fill it): its copy, keyed by voucher id and with a forwarded-from header, would not be
     fat = simulate.fresh_added("fat", 0)
+    mid = simulate.fresh_added("mid", 0)
     body = json.loads(fat.value)
     body["padding"] = "x" * (49_000 - len(fat.value))  # unknown fields are ignored
     value = json.dumps(body).encode()
     assert len(value) <= int(SMALL_LIMIT["MAX_DELIVERY_BYTES"])
-    key = b"k"
+    key = b"other"  # on neither's card's partition (of 4): both are forwarded
+    homes = CachedPartitioner()
+    assert homes(key, range(4), range(4)) not in {homes(d.key, range(4), range(4)) for d in (fat, mid)}
     pad = limit - 10 - record_size(key, value, [("x-pad", b"")])
     headers = [("x-pad", b"p" * pad)]
     assert limit - 20 < record_size(key, value, headers) <= limit
     # and one whose copy fits, but not with its carried event (about 600 bytes more)
-    mid = simulate.fresh_added("mid", 0)
     mid_headers = [("x-pad", b"p" * (limit - 300 - record_size(key, mid.value, [("x-pad", b"")])))]
     after = simulate.fresh_added("after", 0)
     w = worker_factory("small", **SMALL_LIMIT).wait_ready()

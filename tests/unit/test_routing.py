@@ -21,13 +21,14 @@ def route(key, partition, headers=(), *, size=100, outcome=Accepted(EVENT)):
                          max_record=1000)
 
 
-def test_a_delivery_keyed_by_its_voucher_on_its_partition_is_folded_where_it_sits():
-    assert route(b"v_1", 2) == routing.Fold(EVENT)
+def test_a_delivery_on_its_cards_partition_is_folded_where_it_sits_whatever_its_key():
+    for key in (b"v_1", None, b"c1"):  # keyed by its voucher; no key or another key that landed there
+        assert route(key, 2) == routing.Fold(EVENT), key
 
 
 def test_any_other_valid_delivery_is_forwarded_keyed_by_its_voucher_with_its_headers_and_where_it_came_from():
     headers = [("event-type", b"voucher.loyalty_card.pending_points.added"), ("source", b"backfill")]
-    for key, partition in ((None, 2), (b"c1", 2), (b"v_1", 0)):  # no key, another key, its key elsewhere
+    for key, partition in ((None, 0), (b"c1", 1), (b"v_1", 0)):  # no key, another key, its key elsewhere
         assert route(key, partition, headers) == routing.Forward(
             EVENT, b"v_1", [*headers, (topics.FORWARDED_FROM, f"in/{partition}/42".encode()),
                             (topics.FORWARDED_EVENT, CARRIED)]), (key, partition)
