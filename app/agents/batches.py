@@ -130,6 +130,17 @@ async def loaded(batch: Sequence[Message], model: type[M],
     return out
 
 
+def at_partition(like: Message, topic: str, partition: int) -> faust.Event:
+    """Make current an event of a record like `like` but on `topic`'s `partition`, for table reads and writes of
+    that partition (of a table co-partitioned with `topic`). The caller holds the event while it writes (the
+    context keeps a weak reference)."""
+    message = Message(topic, partition, like.offset, like.timestamp, like.timestamp_type, [], None, None, None,
+                      generation_id=like.generation_id)
+    current = faust.Event(app, None, None, None, message)
+    internals.make_current(current)
+    return current
+
+
 def by_key(items: Sequence[tuple[bytes, T, Message]]) -> Iterator[tuple[bytes, list[tuple[T, Message]]]]:
     """Group (key, value, message) by key, keeping each key's arrival (= offset) order; yields with an event of
     the group's last record made current."""

@@ -1,16 +1,22 @@
 """Agent `cards`: read the input topic; validate each delivery, and fold the ones on their card's partition into
-entry rows and the card aggregate; publish summaries, joins, entries.
+entry rows and the card aggregate; publish joins and entries; hand each card's summary to its customer.
 
 A delivery on its card's partition (the one its voucher id is keyed to: always so for a delivery keyed by it, what
 the webhook endpoint and `backfill` write) is folded where it is, one Kafka hop from input to card. Any other
 valid delivery is written again to the input topic, keyed by its voucher id, with a `forwarded-from` header, and
-folded when that copy is read. A card's input is then one partition of one topic, which keeps its replay rule exact (logic/cards.py).
+folded when that copy is read. A card's input is then one partition of one topic, which keeps its replay rule
+exact (logic/cards.py).
+
+A summary whose customer's partition this worker holds too (always with one worker) is folded into the customers
+table right after the batch (agents/customers.py, `fold_here`); any other is written to
+`pending-points-card-updates` for the worker that holds it.
 """
 from __future__ import annotations
 
 import logging
 
 import topics
+from app.agents import customers as customers_agent
 from app.agents import tables
 from app.agents.batches import batch_output, by_key, take
 from app.agents.deadletter import dead_letter
@@ -23,7 +29,7 @@ from app.main import (
     webhooks_topic,
 )
 from app.models import codec
-from app.models.records import DeadLetterReason, EntryRecord, NormalizedEvent
+from app.models.records import CardSummary, DeadLetterReason, EntryRecord, NormalizedEvent
 from app.ops import metrics
 
 logger = logging.getLogger(__name__)
@@ -37,14 +43,18 @@ _partitioner = app.conf.producer_partitioner  # the one the outbox and the webho
 @app.agent(webhooks_topic, name="cards")
 async def process_cards(stream):
     async for batch in take(stream, "cards"):  # raw deliveries
+        local: list[CardSummary] = []  # summaries for customers whose partitions this worker holds
         async with batch_output("cards", batch) as (out, writes):
             here = []
             for message in batch:
                 event = await _intake(message, out)
                 if event is not None:
                     here.append((event.voucher_id.encode(), event, message))  # on its card's partition
+            customers_here = customers_agent.partitions_here()
             for key, group in by_key(here):  # one aggregate read and write per card per batch
-                await _card(key, group, out, writes)
+                await _card(key, group, out, writes, customers_here, local)
+        if local:  # folded after the cards' writes; the batch is acknowledged after both
+            await customers_agent.fold_here(local, batch)
 
 
 async def _intake(message, out: Outbox) -> NormalizedEvent | None:
@@ -80,7 +90,8 @@ def _home(key: bytes) -> int:
     return _partitioner(key, _HOME, _HOME)
 
 
-async def _card(key: bytes, group, out: Outbox, writes: tables.TableWrites) -> None:
+async def _card(key: bytes, group, out: Outbox, writes: tables.TableWrites, customers_here: frozenset[int],
+                local: list[CardSummary]) -> None:
     voucher_id = key.decode()
 
     def row(entry_id: str) -> EntryRecord | None:
@@ -96,7 +107,11 @@ async def _card(key: bytes, group, out: Outbox, writes: tables.TableWrites) -> N
                             side_row, internals.committed_offset(app.consumer, last.tp), project_tz, RETIRE_AFTER)
     outputs = plan.outputs
     for summary in outputs.summaries:  # re-key: voucher -> customer
-        await out.add(card_updates_topic, summary.customer_id.encode(), codec.dump(summary), timestamp=last.timestamp)
+        customer = summary.customer_id.encode()
+        if customers_agent.partition_of(customer) in customers_here:
+            local.append(summary)  # folded by this worker after the batch, no Kafka hop
+        else:
+            await out.add(card_updates_topic, customer, codec.dump(summary), timestamp=last.timestamp)
     for joined in outputs.activations:
         await out.add(activations_topic, joined.pending_points_id.encode(), codec.dump(joined))
     for entry in outputs.entries:

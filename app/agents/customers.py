@@ -1,30 +1,77 @@
-"""Agent `customers`: fold card summaries into the per-customer table; publish `customer-point-state`."""
+"""Agent `customers`: fold card summaries into the per-customer table; publish `customer-point-state`.
+
+A card's summary reaches its customer one of two ways. When the worker that folded the card also holds the
+customer's partition of the customers table (always with one worker), the cards agent folds it there right after
+its batch (`fold_here`): no Kafka hop, and the summary is not written to `pending-points-card-updates`. Otherwise
+it is written to that topic and this agent folds it from there. Both write the customers table under one lock:
+a batch reads the table as it was before the batch and writes at its end, so two batches overlapping (one of
+this agent's and one of the cards agent's, at one of their awaits) could each miss the other's change.
+"""
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 
-from app.ops import metrics
-from app.agents.batches import batch_output, by_key, loaded, take
+from faust.types import Message
+
 from app.agents import tables
+from app.agents.batches import at_partition, batch_output, by_key, loaded, take
+from app.compat import internals
 from app.logic import customers
-from app.main import app, card_updates_topic, customer_state_topic, customers_table
+from app.main import app, card_updates_topic, customer_state_topic, customers_table, settings
 from app.models import codec
 from app.models.records import CardSummary, CustomerState
+from app.ops import metrics
 
+_table_lock = asyncio.Lock()
+_PARTITIONS = range(settings.partitions)  # the customers table's and pending-points-card-updates' (co-partitioned)
+_partitioner = app.conf.producer_partitioner  # the one that places a summary on pending-points-card-updates
+_UPDATES = card_updates_topic.get_topic_name()
 
 
 @app.agent(card_updates_topic, name="customers")
 async def process_customers(stream):
     async for batch in take(stream, "customers"):  # (customer_id, CardSummary) records
-        async with batch_output("customers", batch) as (out, writes):
+        async with _table_lock, batch_output("customers", batch) as (out, writes):
             valid = await loaded(batch, CardSummary, lambda summary: summary.customer_id)
             for key, group in by_key(valid):  # one table read and write, one record per customer per batch
-                raw = tables.get(customers_table, key)
-                state = codec.load(CustomerState, raw) if raw is not None else None
-                new, record = customers.apply_batch(state, [(s, message.offset) for s, message in group])
-                if record is not None:
-                    await out.add(customer_state_topic, key, codec.dump(record))
-                if new is not state or record is not None:
-                    await writes.put(customers_table, key, codec.dump(new))
-                    metrics.change("customers", "changed" if new is not state else "replay")
-                else:
-                    metrics.change("customers", "unchanged")
+                await _fold(key, [(s, message.offset) for s, message in group], out, writes)
+
+
+def partitions_here() -> frozenset[int]:
+    """The customers table's partitions this worker holds as active (not standby) now: summaries for those are
+    folded by `fold_here`. Read once per batch; a rebalance waits for the batch in hand (direct_feed)."""
+    return internals.active_partitions(app, customers_table)
+
+
+def partition_of(customer_key: bytes) -> int:
+    """The customer's partition: where its summary would be written on pending-points-card-updates."""
+    return _partitioner(customer_key, _PARTITIONS, _PARTITIONS)
+
+
+async def fold_here(summaries: Sequence[CardSummary], batch: Sequence[Message]) -> None:
+    """Fold summaries of the cards agent's batch `batch` whose customers' partitions this worker holds (see
+    `partitions_here`), after that batch was written: one table read and write, one record per customer. The
+    batch's input is acknowledged only after this, so a crash before it ends reads the input again, and the cards
+    stage publishes the summaries again (a replay, or a redo if the card's own write was lost too)."""
+    groups: dict[bytes, list[tuple[CardSummary, None]]] = {}
+    for summary in summaries:
+        groups.setdefault(summary.customer_id.encode(), []).append((summary, None))
+    async with _table_lock, batch_output("customers", batch) as (out, writes):
+        for key, items in groups.items():
+            current = at_partition(batch[-1], _UPDATES, partition_of(key))  # table writes go to the customer's
+            await _fold(key, items, out, writes)
+            del current
+
+
+async def _fold(key: bytes, items: list[tuple[CardSummary, int | None]], out, writes: tables.TableWrites) -> None:
+    raw = tables.get(customers_table, key)
+    state = codec.load(CustomerState, raw) if raw is not None else None
+    new, record = customers.apply_batch(state, items)
+    if record is not None:
+        await out.add(customer_state_topic, key, codec.dump(record))
+    if new is not state or record is not None:
+        await writes.put(customers_table, key, codec.dump(new))
+        metrics.change("customers", "changed" if new is not state else "replay")
+    else:
+        metrics.change("customers", "unchanged")

@@ -51,6 +51,12 @@ def open_partition_db(table: faust.TableT, partition: int) -> rocksdict.Rdict:
     return store.rocksdb_options.open(path)
 
 
+def active_partitions(app: faust.App, table: faust.TableT) -> frozenset[int]:
+    """The partitions of `table` this worker holds as active (not standby) in the current assignment."""
+    changelog = table.changelog_topic.get_topic_name()
+    return frozenset(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == changelog)
+
+
 def current_partition() -> int:
     """The partition of the current event (Faust routes table writes by it; see make_current)."""
     event = streams.current_event()

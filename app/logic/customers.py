@@ -8,20 +8,26 @@ from app.models.records import CardSummary, CustomerPointState, CustomerState, N
 
 
 def apply(
-    state: CustomerState | None, card: CardSummary, offset: int
+    state: CustomerState | None, card: CardSummary, offset: int | None
 ) -> tuple[CustomerState, CustomerPointState | None]:
     """Fold one card summary in (a batch of one)."""
     return apply_batch(state, [(card, offset)])
 
 
 def apply_batch(
-    state: CustomerState | None, items: Sequence[tuple[CardSummary, int]]
+    state: CustomerState | None, items: Sequence[tuple[CardSummary, int | None]]
 ) -> tuple[CustomerState, CustomerPointState | None]:
-    """Fold this customer's card summaries, in offset order; return the new state and the record to publish.
+    """Fold this customer's card summaries, in order; return the new state and the record to publish.
 
     Summaries carry the card's version, so a stale or duplicate summary changes nothing. The record is derived
-    once per batch, from the state after it, and published only if it differs from the one before. A record at
-    or below `last_offset` is a replay after a crash and publishes the current record again.
+    once per batch, from the state after it, and published only if it differs from the one before.
+
+    A summary's offset is its `pending-points-card-updates` offset, or None for one folded where its card was
+    folded (app/agents/customers.py, `fold_here`). A summary read from the topic at or below `last_offset` is a
+    replay after a crash and publishes the current record again. One folded where its card was has no offset
+    (it leaves `last_offset` as it is); if it changes nothing it may repeat one whose record a crash lost (the
+    cards stage replays or redoes a batch whose input was not committed, publishing its summaries again), so it
+    publishes the current record again too.
     """
     if not items:
         raise ValueError("apply_batch needs at least one summary")
@@ -31,13 +37,12 @@ def apply_batch(
     visible = state is None  # the record surely differs (a card came, went, or its points changed)
     stamps = False  # only a card's updated_at changed: the record may or may not differ
     for card, offset in items:
-        if offset <= first_offset:
+        if offset is not None and offset <= first_offset:
             replay = True
             continue
         known = new.cards.get(card.voucher_id)
-        if known is not None and known.version >= card.version:
-            continue
-        if card.removed and known is None:
+        if (known is not None and known.version >= card.version) or (card.removed and known is None):
+            replay = replay or (offset is None and state is not None)  # nothing held: no record to repeat
             continue
         cards = dict(new.cards)
         if card.removed:
@@ -46,7 +51,7 @@ def apply_batch(
             cards[card.voucher_id] = card
         visible = visible or card.removed or known is None or known.points != card.points
         stamps = stamps or (known is not None and known.updated_at != card.updated_at)
-        new = new.model_copy(update={"cards": cards, "last_offset": offset})
+        new = new.model_copy(update={"cards": cards, "last_offset": new.last_offset if offset is None else offset})
         changed = True
     if replay:
         return new, record(new)

@@ -88,6 +88,26 @@ def test_customers__stale_or_duplicate_summaries_change_nothing():
     assert none is None
 
 
+def test_customers__a_summary_folded_where_its_card_was_repeats_the_record_when_it_changes_nothing():
+    # A summary folded by the worker that folded its card has no offset on pending-points-card-updates. One that
+    # changes nothing repeats one the cards stage published again after a crash that may have lost the record.
+    c = _Card()
+    card1, _ = c.apply(None, event(Step.ADDED), 0, UTC)
+    card2, _ = c.apply(card1, event(Step.UPDATED, points=3, at=T + dt.timedelta(hours=1)), 1, UTC)
+    state, rec = customers.apply(None, cards.summary(card2), None)
+    assert rec.pending_points == 3 and state.last_offset == -1  # no topic offset to remember
+    for repeated in (card2, card1):  # the same version again, or an older one (a redo cut into other batches)
+        again, rec = customers.apply(state, cards.summary(repeated), None)
+        assert again is state and rec == customers.record(state)
+    # the topic's replay rule is unchanged, and so is a duplicate read from the topic: nothing to publish
+    state, _ = customers.apply(state, cards.summary(card1), 7)
+    assert state.last_offset == -1
+    assert customers.apply(state, cards.summary(card2), 8)[1] is None
+    assert customers.apply(state.model_copy(update={"last_offset": 8}), cards.summary(card2), 8)[1] is not None
+    # a removal for a customer holding nothing publishes nothing
+    assert customers.apply(None, cards.summary(card2).model_copy(update={"removed": True}), None)[1] is None
+
+
 def test_customers__sums_and_next_activation_span_all_cards():
     c = _Card()
     a, _ = c.apply(None, event(Step.ADDED, voucher="v1", points=4), 0, UTC)
