@@ -19,15 +19,17 @@ def apply_batch(
 ) -> tuple[CustomerState, CustomerPointState | None]:
     """Fold this customer's card summaries, in order; return the new state and the record to publish.
 
-    Summaries carry the card's version, so a stale or duplicate summary changes nothing. The record is derived
-    once per batch, from the state after it, and published only if it differs from the one before.
+    Summaries carry the card's version, so a stale or duplicate summary changes nothing to the state. The record
+    is derived once per batch, from the state after it, and published only if it differs from the one before.
 
     A summary's offset is its `pending-points-card-updates` offset, or None for one folded where its card was
-    folded (app/agents/customers.py, `fold_here`). A summary read from the topic at or below `last_offset` is a
-    replay after a crash and publishes the current record again. One folded where its card was has no offset
-    (it leaves `last_offset` as it is); if it changes nothing it may repeat one whose record a crash lost (the
-    cards stage replays or redoes a batch whose input was not committed, publishing its summaries again), so it
-    publishes the current record again too.
+    folded (app/agents/customers.py, `fold_here`; it leaves `last_offset` as it is). A summary read from the
+    topic at or below `last_offset` is a replay after a crash, and publishes the current record again. So does a
+    summary that changes nothing, for a customer with a state, whichever way it came: it may repeat one folded in
+    place whose record (or state write) a crash lost. The cards stage then replays or redoes its batch, whose
+    input was not committed, and publishes the summary again, in place or (after a rebalance) through the topic
+    at a new offset. Outside crashes that happens only for a removal sent to a former owner that no longer holds
+    the card, and for a summary overtaken by a newer one.
     """
     if not items:
         raise ValueError("apply_batch needs at least one summary")
@@ -42,7 +44,7 @@ def apply_batch(
             continue
         known = new.cards.get(card.voucher_id)
         if (known is not None and known.version >= card.version) or (card.removed and known is None):
-            replay = replay or (offset is None and state is not None)  # nothing held: no record to repeat
+            replay = replay or state is not None  # nothing held: no record to repeat
             continue
         cards = dict(new.cards)
         if card.removed:
