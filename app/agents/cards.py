@@ -43,7 +43,7 @@ _partitioner = app.conf.producer_partitioner  # the one the outbox and the webho
 @app.agent(webhooks_topic, name="cards")
 async def process_cards(stream):
     async for batch in take(stream, "cards"):  # raw deliveries
-        local: list[CardSummary] = []  # summaries for customers whose partitions this worker holds
+        local: tuple[list[CardSummary], list] = ([], [])  # summaries for customers this worker holds; their input
         async with batch_output("cards", batch) as (out, writes):
             here = []
             for message in batch:
@@ -53,8 +53,8 @@ async def process_cards(stream):
             customers_here = customers_agent.partitions_here()
             for key, group in by_key(here):  # one aggregate read and write per card per batch
                 await _card(key, group, out, writes, customers_here, local)
-        if local:  # folded after the cards' writes; the batch is acknowledged after both
-            await customers_agent.fold_here(local, batch)
+        if local[0]:  # folded after the cards' writes; the batch is acknowledged after both
+            await customers_agent.fold_here(*local)
 
 
 async def _intake(message, out: Outbox) -> NormalizedEvent | None:
@@ -91,7 +91,7 @@ def _home(key: bytes) -> int:
 
 
 async def _card(key: bytes, group, out: Outbox, writes: tables.TableWrites, customers_here: frozenset[int],
-                local: list[CardSummary]) -> None:
+                local: tuple[list[CardSummary], list]) -> None:
     voucher_id = key.decode()
 
     def row(entry_id: str) -> EntryRecord | None:
@@ -106,16 +106,20 @@ async def _card(key: bytes, group, out: Outbox, writes: tables.TableWrites, cust
     plan = cards.plan_batch(tables.get(cards_table, key), [(ev, message.offset) for ev, message in group], row,
                             side_row, internals.committed_offset(app.consumer, last.tp), project_tz, RETIRE_AFTER)
     outputs = plan.outputs
+    here = False
     for summary in outputs.summaries:  # re-key: voucher -> customer
         customer = summary.customer_id.encode()
         if customers_agent.partition_of(customer) in customers_here:
-            local.append(summary)  # folded by this worker after the batch, no Kafka hop
+            local[0].append(summary)  # folded by this worker after the batch, no Kafka hop
+            here = True
         else:
             await out.add(card_updates_topic, customer, codec.dump(summary), timestamp=last.timestamp)
     for joined in outputs.activations:
         await out.add(activations_topic, joined.pending_points_id.encode(), codec.dump(joined))
     for entry in outputs.entries:
         await out.add(entries_topic, entry.pending_points_id.encode(), codec.dump(entry))
+    if here:
+        local[1].extend(message for _ev, message in group)  # their end-to-end latency is observed there
     # State is written after the outputs are queued, in the plan's order: converted-entry copies, entry rows, the
     # aggregate last. Any subset of these writes surviving a crash is safe (logic/cards.py); a replay writes them
     # again so the changelogs surely have them.

@@ -49,17 +49,18 @@ def partition_of(customer_key: bytes) -> int:
     return _partitioner(customer_key, _PARTITIONS, _PARTITIONS)
 
 
-async def fold_here(summaries: Sequence[CardSummary], batch: Sequence[Message]) -> None:
-    """Fold summaries of the cards agent's batch `batch` whose customers' partitions this worker holds (see
-    `partitions_here`), after that batch was written: one table read and write, one record per customer. The
+async def fold_here(summaries: Sequence[CardSummary], inputs: Sequence[Message]) -> None:
+    """Fold summaries of a cards agent's batch whose customers' partitions this worker holds (see
+    `partitions_here`), after that batch was written: one table read and write, one record per customer.
+    `inputs`: the input records folded into those summaries' cards (their end-to-end latency is recorded). The
     batch's input is acknowledged only after this, so a crash before it ends reads the input again, and the cards
     stage publishes the summaries again (a replay, or a redo if the card's own write was lost too)."""
     groups: dict[bytes, list[tuple[CardSummary, None]]] = {}
     for summary in summaries:
         groups.setdefault(summary.customer_id.encode(), []).append((summary, None))
-    async with _table_lock, batch_output("customers", batch) as (out, writes):
+    async with _table_lock, batch_output("customers", inputs) as (out, writes):
         for key, items in groups.items():
-            current = at_partition(batch[-1], _UPDATES, partition_of(key))  # table writes go to the customer's
+            current = at_partition(inputs[-1], _UPDATES, partition_of(key))  # table writes go to the customer's
             await _fold(key, items, out, writes)
             del current
 
