@@ -29,9 +29,10 @@ tables' changelogs are written independently):
   published again, outranking anything the lost run published up to there.
 
 Where a card's input comes from: every record a card absorbs comes from one partition of the input topic, so
-"offset" above is an input topic offset. A delivery keyed by its voucher id sits on its card's partition (what the
-webhook endpoint and a backfill write) and is absorbed where it is; any other delivery is first written
-again to the input topic keyed by its voucher id, and absorbed when that copy is read (app/agents/cards.py). One
+"offset" above is an input topic offset. A delivery on its card's partition (the one its voucher id is keyed to:
+always so for one keyed by it, what the webhook endpoint and a backfill write) is absorbed where it is; any other
+delivery is first written again to the input topic keyed by its voucher id, and absorbed when that copy is read
+(app/agents/cards.py). One
 source per card keeps the replay rule and the versions above exact: with two (the input and a re-key topic),
 how they interleave after a restart would decide sequence numbers and versions.
 Aggregates written before this, when cards read `pending-points-events` (`source: events`), keep their count of
@@ -99,7 +100,7 @@ def parse_index_key(voucher_id: str, key: bytes) -> tuple[int, str]:
 
 @dataclass(slots=True)
 class CardOutputs:
-    summaries: list[CardSummary] = field(default_factory=list)  # -> pending-points-card-updates
+    summaries: list[CardSummary] = field(default_factory=list)  # -> the customers (agents/customers.py)
     activations: list[PendingPointsActivation] = field(default_factory=list)  # -> pending-points-activations
     entries: list[PendingPointsEntry] = field(default_factory=list)  # -> pending-points-entries
     replay: bool = False  # some records were absorbed before a crash: rewrite state, re-publish outputs

@@ -6,9 +6,11 @@
   consumer group's committed offsets, the worker exits with the count (docs/operations.md, "Upgrading"). Once it
   is drained, the first start deletes it: the group no longer reads it, so Kafka would expire its committed
   offsets (after `offsets.retention.minutes`) and the check would then count the old records as unread.
-- **The input topic's partition count.** A delivery keyed by its voucher id is folded on the input partition it
-  sits on, which must be its card's table partition: the input topic needs exactly `PARTITIONS` partitions
-  (topics created by the service have them; one created by someone else may not).
+- **The input topic's partition count.** A delivery is folded on the input partition it sits on when that is its
+  card's (the partition its voucher id is keyed to), which must be its card's table partition: the input topic
+  needs exactly `PARTITIONS` partitions (topics created by the service have them; one created by someone else may
+  not). So does `pending-points-card-updates`: a worker folds a summary into the customers table partition its
+  customer id is keyed to there, itself when it holds that partition, or through the topic.
 """
 from __future__ import annotations
 
@@ -54,8 +56,8 @@ async def _delete(client_kwargs: dict[str, Any], topic: str) -> None:
             raise RuntimeError(f"{error[0]}: error_code={error[1]}")
 
 
-async def _check(client_kwargs: dict[str, Any], group: str, legacy: str, input_topic: str, partitions: int, *,
-                 verify_end_offsets: bool) -> str | None:
+async def _check(client_kwargs: dict[str, Any], group: str, legacy: str, input_topic: str, partitions: int,
+                 updates_topic: str, *, verify_end_offsets: bool) -> str | None:
     """What to do, if the worker must not start."""
     consumer = AIOKafkaConsumer(group_id=group, enable_auto_commit=False, **client_kwargs)
     await consumer.start()
@@ -63,6 +65,7 @@ async def _check(client_kwargs: dict[str, Any], group: str, legacy: str, input_t
         await consumer.topics()  # one metadata request: every topic's partitions
         left = await _unread(consumer, client_kwargs, legacy, verify_end_offsets=verify_end_offsets)
         n = len(parts) if (parts := consumer.partitions_for_topic(input_topic)) is not None else None
+        m = len(parts) if (parts := consumer.partitions_for_topic(updates_topic)) is not None else None
     finally:
         await consumer.stop()
     if left:
@@ -76,6 +79,12 @@ async def _check(client_kwargs: dict[str, Any], group: str, legacy: str, input_t
             f"{input_topic} has {n} partitions and PARTITIONS is {partitions}: a delivery is folded on the input "
             f"partition it sits on, which must be its card's. Run with PARTITIONS={n} (a new APP_ID if the tables "
             f"exist), or create the input topic with {partitions} partitions; see docs/operations.md, \"Scale out\".")
+    if m is not None and m != partitions:
+        return (
+            f"{updates_topic} has {m} partitions and PARTITIONS is {partitions}: a card's summary is folded into the "
+            f"customers table partition its customer id is keyed to on that topic, which must be the table's. "
+            f"Recreate it with {partitions} partitions (it is internal: stop the workers first, and let them drain "
+            f"it).")
     if left is not None:  # drained: remove it before its committed offsets expire
         try:
             await _delete(client_kwargs, legacy)
@@ -86,12 +95,12 @@ async def _check(client_kwargs: dict[str, Any], group: str, legacy: str, input_t
     return None
 
 
-def check(client_kwargs: dict[str, Any], group: str, legacy: str, input_topic: str, partitions: int, *,
-          verify_end_offsets: bool, loop: asyncio.AbstractEventLoop) -> None:
+def check(client_kwargs: dict[str, Any], group: str, legacy: str, input_topic: str, partitions: int,
+          updates_topic: str, *, verify_end_offsets: bool, loop: asyncio.AbstractEventLoop) -> None:
     """Exit with what to do if `legacy` (`pending-points-events`) holds records `group` has not read, or if
-    `input_topic` does not have `partitions` partitions; delete `legacy` once drained. Runs on the worker's loop
-    (app/startup/worker.py says why)."""
-    refusal = loop.run_until_complete(_check(client_kwargs, group, legacy, input_topic, partitions,
+    `input_topic` or `updates_topic` does not have `partitions` partitions; delete `legacy` once drained. Runs on
+    the worker's loop (app/startup/worker.py says why)."""
+    refusal = loop.run_until_complete(_check(client_kwargs, group, legacy, input_topic, partitions, updates_topic,
                                              verify_end_offsets=verify_end_offsets))
     if refusal:
         raise SystemExit(refusal)

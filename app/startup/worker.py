@@ -59,6 +59,7 @@ def main() -> None:
         _create_topics(loop)
         preflight.check(client, settings.app_id, settings.topic_name(topics.LEGACY_EVENTS),
                         settings.topic_name(topics.WEBHOOKS.name), settings.partitions,
+                        settings.topic_name(topics.CARD_UPDATES.name),
                         verify_end_offsets=settings.kafka_verify_end_offsets, loop=loop)
         if settings.bulk_restore:
             restore.run([cards_table, entries_table, customers_table], client,

@@ -34,11 +34,13 @@ def test_upgrade__a_worker_refuses_to_start_over_records_an_earlier_version_left
                               what=f"{events} deleted")
 
 
+@pytest.mark.parametrize("topic", [topics.WEBHOOKS, topics.CARD_UPDATES])
 def test_a_worker_refuses_an_input_topic_with_another_partition_count_than_partitions(
-    broker, worker_factory, topic_prefix
+    broker, worker_factory, topic_prefix, topic
 ):
-    # A delivery is folded on the input partition it sits on, which must be its card's table partition
-    kafka.create_topic(broker.bootstrap, topic_prefix + topics.WEBHOOKS.name, 3)
+    # A delivery is folded on the input partition it sits on, which must be its card's table partition; a card's
+    # summary into the customers table partition its customer id is keyed to on pending-points-card-updates
+    kafka.create_topic(broker.bootstrap, topic_prefix + topic.name, 3)
     w = worker_factory("mismatch", PARTITIONS="4")
     assert w.process.wait(60) != 0
-    assert "has 3 partitions and PARTITIONS is 4" in w.log_tail(), w.log_tail()
+    assert f"{topic_prefix + topic.name} has 3 partitions and PARTITIONS is 4" in w.log_tail(), w.log_tail()
