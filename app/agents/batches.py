@@ -102,10 +102,12 @@ async def _stream_batches(stream: faust.StreamT, stage: str) -> AsyncIterator[Se
 
 
 @contextlib.asynccontextmanager
-async def batch_output(stage: str, batch: Sequence[Message]) -> AsyncIterator[tuple[Outbox, tables.TableWrites]]:
+async def batch_output(stage: str, batch: Sequence[Message], also: tuple[str, Sequence[Message]] | None = None,
+                       ) -> AsyncIterator[tuple[Outbox, tables.TableWrites]]:
     """Around a stage's work on one batch: its outbox and table writes; on the way out the outbox is sent, the
-    local tables written, and the stage's latency recorded. An unexpected error stops the worker
-    (`stop_on_error`) instead of letting a later commit pass this batch's input."""
+    local tables written, and the stage's latency recorded (and another stage's, `also`: (stage, its records), for
+    work of that stage done in this batch, its records' list filled during the batch). An unexpected error stops
+    the worker (`stop_on_error`) instead of letting a later commit pass this batch's input."""
     with stop_on_error(stage):
         out = Outbox()
         writes = tables.TableWrites(out)
@@ -114,6 +116,8 @@ async def batch_output(stage: str, batch: Sequence[Message]) -> AsyncIterator[tu
         writes.done()
         # From each delivery being written to the input topic until this stage finished it (customers: end to end)
         metrics.stage_done(stage, (message.timestamp for message in batch))
+        if also is not None and also[1]:
+            metrics.stage_done(also[0], (message.timestamp for message in also[1]))
 
 
 async def loaded(batch: Sequence[Message], model: type[M],

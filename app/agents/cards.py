@@ -8,7 +8,7 @@ folded when that copy is read. A card's input is then one partition of one topic
 exact (logic/cards.py).
 
 A summary whose customer's partition this worker holds too (always with one worker) is folded into the customers
-table right after the batch (agents/customers.py, `fold_here`); any other is written to
+table in the same batch, after the cards (agents/customers.py, `fold_here`); any other is written to
 `pending-points-card-updates` for the worker that holds it.
 """
 from __future__ import annotations
@@ -44,7 +44,8 @@ _partitioner = app.conf.producer_partitioner  # the one the outbox and the webho
 async def process_cards(stream):
     async for batch in take(stream, "cards"):  # raw deliveries
         local: tuple[list[CardSummary], list] = ([], [])  # summaries for customers this worker holds; their input
-        async with batch_output("cards", batch) as (out, writes):
+        # The customers table is read and written here too (fold_here): under its lock until the batch is written
+        async with customers_agent.table_lock, batch_output("cards", batch, ("customers", local[1])) as (out, writes):
             here = []
             for message in batch:
                 event = await _intake(message, out)
@@ -53,8 +54,8 @@ async def process_cards(stream):
             customers_here = customers_agent.partitions_here()
             for key, group in by_key(here):  # one aggregate read and write per card per batch
                 await _card(key, group, out, writes, customers_here, local)
-        if local[0]:  # folded after the cards' writes; the batch is acknowledged after both
-            await customers_agent.fold_here(*local)
+            if local[0]:  # after the cards: their summaries folded in the same batch, its outbox and table writes
+                await customers_agent.fold_here(local[0], local[1][-1], out, writes)
 
 
 async def _intake(message, out: Outbox) -> NormalizedEvent | None:

@@ -1,11 +1,12 @@
 """Agent `customers`: fold card summaries into the per-customer table; publish `customer-point-state`.
 
 A card's summary reaches its customer one of two ways. When the worker that folded the card also holds the
-customer's partition of the customers table (always with one worker), the cards agent folds it there right after
-its batch (`fold_here`): no Kafka hop, and the summary is not written to `pending-points-card-updates`. Otherwise
-it is written to that topic and this agent folds it from there. Both write the customers table under one lock:
-a batch reads the table as it was before the batch and writes at its end, so two batches overlapping (one of
-this agent's and one of the cards agent's, at one of their awaits) could each miss the other's change.
+customer's partition of the customers table (always with one worker), the cards agent folds it there in the same
+batch, after the cards (`fold_here`): no Kafka hop, and the summary is not written to
+`pending-points-card-updates`. Otherwise it is written to that topic and this agent folds it from there. Both
+hold the customers table's lock (`table_lock`) for their whole batch: a batch reads the table as it was before
+the batch and writes at its end, so two batches overlapping (one of this agent's and one of the cards agent's, at
+one of their awaits) could each miss the other's change.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from app.models import codec
 from app.models.records import CardSummary, CustomerState
 from app.ops import metrics
 
-_table_lock = asyncio.Lock()
+table_lock = asyncio.Lock()
 _PARTITIONS = range(settings.partitions)  # the customers table's and pending-points-card-updates' (co-partitioned)
 _partitioner = app.conf.producer_partitioner  # the one that places a summary on pending-points-card-updates
 _UPDATES = card_updates_topic.get_topic_name()
@@ -32,7 +33,7 @@ _UPDATES = card_updates_topic.get_topic_name()
 @app.agent(card_updates_topic, name="customers")
 async def process_customers(stream):
     async for batch in take(stream, "customers"):  # (customer_id, CardSummary) records
-        async with _table_lock, batch_output("customers", batch) as (out, writes):
+        async with table_lock, batch_output("customers", batch) as (out, writes):
             valid = await loaded(batch, CardSummary, lambda summary: summary.customer_id)
             for key, group in by_key(valid):  # one table read and write, one record per customer per batch
                 await _fold(key, [(s, message.offset) for s, message in group], out, writes)
@@ -49,20 +50,19 @@ def partition_of(customer_key: bytes) -> int:
     return _partitioner(customer_key, _PARTITIONS, _PARTITIONS)
 
 
-async def fold_here(summaries: Sequence[CardSummary], inputs: Sequence[Message]) -> None:
-    """Fold summaries of a cards agent's batch whose customers' partitions this worker holds (see
-    `partitions_here`), after that batch was written: one table read and write, one record per customer.
-    `inputs`: the input records folded into those summaries' cards (their end-to-end latency is recorded). The
-    batch's input is acknowledged only after this, so a crash before it ends reads the input again, and the cards
-    stage publishes the summaries again (a replay, or a redo if the card's own write was lost too)."""
+async def fold_here(summaries: Sequence[CardSummary], like: Message, out, writes: tables.TableWrites) -> None:
+    """Fold the summaries of a cards agent's batch whose customers' partitions this worker holds (see
+    `partitions_here`) into the customers table, with that batch's outbox and table writes (the caller holds
+    `table_lock` until they are written): one table read and write, one record per customer. `like`: one of the
+    batch's records. A crash before the batch is acknowledged reads its input again, and the cards stage
+    publishes the summaries again (a replay, or a redo if the card's own write was lost too)."""
     groups: dict[bytes, list[tuple[CardSummary, None]]] = {}
     for summary in summaries:
         groups.setdefault(summary.customer_id.encode(), []).append((summary, None))
-    async with _table_lock, batch_output("customers", inputs) as (out, writes):
-        for key, items in groups.items():
-            current = at_partition(inputs[-1], _UPDATES, partition_of(key))  # table writes go to the customer's
-            await _fold(key, items, out, writes)
-            del current
+    for key, items in groups.items():
+        current = at_partition(like, _UPDATES, partition_of(key))  # table reads and writes: the customer's partition
+        await _fold(key, items, out, writes)
+        del current
 
 
 async def _fold(key: bytes, items: list[tuple[CardSummary, int | None]], out, writes: tables.TableWrites) -> None:
