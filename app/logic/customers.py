@@ -6,6 +6,12 @@ from collections.abc import Sequence
 
 from app.models.records import CardSummary, CustomerPointState, CustomerState, NextActivation
 
+# Removals remembered per customer (`CustomerState.removed`). A summary folded in place (app/agents/customers.py)
+# can overtake older ones of the same card still unread on pending-points-card-updates (after a rebalance, or an
+# upgrade with that topic not drained): a removal that arrives first must still win over them. A customer's cards
+# rarely change hands, so the few latest removals are enough; the oldest is dropped beyond that.
+MAX_REMOVALS = 16
+
 
 def apply(
     state: CustomerState | None, card: CardSummary, offset: int | None
@@ -28,32 +34,44 @@ def apply_batch(
     summary that changes nothing, for a customer with a state, whichever way it came: it may repeat one folded in
     place whose record (or state write) a crash lost. The cards stage then replays or redoes its batch, whose
     input was not committed, and publishes the summary again, in place or (after a rebalance) through the topic
-    at a new offset. Outside crashes that happens only for a removal sent to a former owner that no longer holds
-    the card, and for a summary overtaken by a newer one.
+    at a new offset. Outside crashes that happens only for a summary overtaken by a newer one.
+
+    A removal (the card moved to another customer) is remembered by its version (`removed`, the latest
+    MAX_REMOVALS), also for a card the customer does not hold: a summary folded in place can overtake older ones
+    of its card still unread on the topic (after a rebalance), and those must not bring the card back.
     """
     if not items:
         raise ValueError("apply_batch needs at least one summary")
     first_offset = state.last_offset if state is not None else -1
     new = state if state is not None else CustomerState(customer_id=items[0][0].customer_id)
     replay = changed = False
-    visible = state is None  # the record surely differs (a card came, went, or its points changed)
+    visible = False  # the record surely differs (a card came, went, or its points changed)
     stamps = False  # only a card's updated_at changed: the record may or may not differ
     for card, offset in items:
         if offset is not None and offset <= first_offset:
             replay = True
             continue
         known = new.cards.get(card.voucher_id)
-        if (known is not None and known.version >= card.version) or (card.removed and known is None):
+        held = known.version if known is not None else new.removed.get(card.voucher_id, -1)
+        if held >= card.version:  # stale or a repeat (also of a removal: its version is remembered)
             replay = replay or state is not None  # nothing held: no record to repeat
             continue
-        cards = dict(new.cards)
+        cards, removed = dict(new.cards), dict(new.removed)
         if card.removed:
-            del cards[card.voucher_id]
+            cards.pop(card.voucher_id, None)
+            removed[card.voucher_id] = card.version
+            while len(removed) > MAX_REMOVALS:
+                del removed[min(removed, key=removed.__getitem__)]
         else:
             cards[card.voucher_id] = card
-        visible = visible or card.removed or known is None or known.points != card.points
+            removed.pop(card.voucher_id, None)
+        if known is None:  # a card came; a removal of one not held only remembers its version: no record change
+            visible = visible or not card.removed
+        else:
+            visible = visible or card.removed or known.points != card.points
         stamps = stamps or (known is not None and known.updated_at != card.updated_at)
-        new = new.model_copy(update={"cards": cards, "last_offset": new.last_offset if offset is None else offset})
+        new = new.model_copy(update={"cards": cards, "removed": removed,
+                                     "last_offset": new.last_offset if offset is None else offset})
         changed = True
     if replay:
         return new, record(new)

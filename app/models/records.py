@@ -208,6 +208,9 @@ class CustomerState(_Strict):
     customer_id: str
     cards: dict[str, CardSummary] = Field(default_factory=dict)
     last_offset: int = -1
+    # The versions of the latest removals (card moved to another customer) of cards not held now, at most
+    # MAX_REMOVALS (logic/customers.py): an older summary of such a card, arriving after its removal, is stale.
+    removed: dict[str, int] = Field(default_factory=dict)
 
 
 class CustomerPointState(_Strict):

@@ -101,12 +101,40 @@ def test_customers__a_summary_folded_where_its_card_was_repeats_the_record_when_
     for repeated in (card2, card1):  # the same version again, or an older one (a redo cut into other batches)
         again, rec = customers.apply(state, cards.summary(repeated), None)
         assert again is state and rec == customers.record(state)
-    # the topic's replay rule is unchanged; a summary from the topic moves last_offset only when it changes the state
+    # the topic's replay rule is unchanged: a summary at or below last_offset is not applied, even a newer one, and
+    # publishes the record again; one from the topic moves last_offset only when it changes the state
     state, _ = customers.apply(state, cards.summary(card1), 7)
     assert state.last_offset == -1
-    assert customers.apply(state.model_copy(update={"last_offset": 8}), cards.summary(card2), 8)[1] is not None
-    # a removal for a customer holding nothing publishes nothing
-    assert customers.apply(None, cards.summary(card2).model_copy(update={"removed": True}), None)[1] is None
+    card3, _ = c.apply(card2, event(Step.UPDATED, points=8, at=T + dt.timedelta(hours=2)), 2, UTC)
+    at8 = state.model_copy(update={"last_offset": 8})
+    assert customers.apply(at8, cards.summary(card3), 8) == (at8, customers.record(at8))
+
+
+def test_customers__a_removal_wins_over_an_older_summary_that_arrives_after_it():
+    # A summary folded in place can overtake older ones of its card still unread on pending-points-card-updates
+    # (after a rebalance): the card moved from c1 to c2 (removal v3 for c1), then c1's older summary v2 arrives.
+    c = _Card()
+    card1, _ = c.apply(None, event(Step.ADDED, customer="c1"), 1, UTC)
+    other, _ = c.apply(None, event(Step.ADDED, customer="c1", voucher="v2", entry="lopp_9"), 1, UTC)
+    moved, out = c.apply(card1, event(Step.ADDED, entry="lopp_2", customer="c2", at=T + dt.timedelta(1)), 2, UTC)
+    removal = next(s for s in out.summaries if s.customer_id == "c1" and s.removed)
+    older = cards.summary(card1)
+    assert older.version < removal.version
+    # c1 holds another card: the removal of one it does not hold yet changes no record, only remembers the version
+    state, _ = customers.apply(None, cards.summary(other), None)
+    state, rec = customers.apply(state, removal, None)
+    assert rec is None and state.removed == {"v1": removal.version}
+    state, rec = customers.apply(state, older, 5)  # the older summary, read from the topic afterwards
+    assert set(state.cards) == {"v2"} and rec == customers.record(state)  # stale: the record again, unchanged
+    # a customer with no state at all gets one that remembers the removal, and no record
+    bare, rec = customers.apply(None, removal, None)
+    assert rec is None and bare.cards == {} and bare.removed == {"v1": removal.version}
+    assert customers.apply(bare, older, 6)[0].cards == {}
+    # removals remembered are bounded
+    many = state
+    for i in range(customers.MAX_REMOVALS + 5):
+        many, _ = customers.apply(many, removal.model_copy(update={"voucher_id": f"v_{i}", "version": 100 + i}), None)
+    assert len(many.removed) == customers.MAX_REMOVALS and "v_0" not in many.removed
 
 
 def test_customers__sums_and_next_activation_span_all_cards():
