@@ -44,18 +44,24 @@ _partitioner = app.conf.producer_partitioner  # the one the outbox and the webho
 async def process_cards(stream):
     async for batch in take(stream, "cards"):  # raw deliveries
         local: tuple[list[CardSummary], list] = ([], [])  # summaries for customers this worker holds; their input
-        # The customers table is read and written here too (fold_here): under its lock until the batch is written
-        async with customers_agent.table_lock, batch_output("cards", batch, ("customers", local[1])) as (out, writes):
-            here = []
-            for message in batch:
-                event = await _intake(message, out)
-                if event is not None:
-                    here.append((event.voucher_id.encode(), event, message))  # on its card's partition
-            customers_here = customers_agent.partitions_here()
-            for key, group in by_key(here):  # one aggregate read and write per card per batch
-                await _card(key, group, out, writes, customers_here, local)
-            if local[0]:  # after the cards: their summaries folded in the same batch, its outbox and table writes
-                await customers_agent.fold_here(local[0], local[1][-1], out, writes)
+        lock, held = customers_agent.table_lock, False
+        try:
+            async with batch_output("cards", batch, ("customers", local[1])) as (out, writes):
+                here = []
+                for message in batch:
+                    event = await _intake(message, out)
+                    if event is not None:
+                        here.append((event.voucher_id.encode(), event, message))  # on its card's partition
+                customers_here = customers_agent.partitions_here()
+                for key, group in by_key(here):  # one aggregate read and write per card per batch
+                    await _card(key, group, out, writes, customers_here, local)
+                if local[0]:  # after the cards: their summaries folded in the same batch (outbox, table writes),
+                    await lock.acquire()  # reading and writing the customers table under its lock until written
+                    held = True
+                    await customers_agent.fold_here(local[0], batch[-1], out, writes)
+        finally:
+            if held:
+                lock.release()
 
 
 async def _intake(message, out: Outbox) -> NormalizedEvent | None:
@@ -112,7 +118,7 @@ async def _card(key: bytes, group, out: Outbox, writes: tables.TableWrites, cust
         customer = summary.customer_id.encode()
         if customers_agent.partition_of(customer) in customers_here:
             local[0].append(summary)  # folded by this worker after the batch, no Kafka hop
-            here = True
+            here = here or not summary.removed  # its owner's: the deliveries' end-to-end latency is observed
         else:
             await out.add(card_updates_topic, customer, codec.dump(summary), timestamp=last.timestamp)
     for joined in outputs.activations:

@@ -4,9 +4,9 @@ A card's summary reaches its customer one of two ways. When the worker that fold
 customer's partition of the customers table (always with one worker), the cards agent folds it there in the same
 batch, after the cards (`fold_here`): no Kafka hop, and the summary is not written to
 `pending-points-card-updates`. Otherwise it is written to that topic and this agent folds it from there. Both
-hold the customers table's lock (`table_lock`) for their whole batch: a batch reads the table as it was before
-the batch and writes at its end, so two batches overlapping (one of this agent's and one of the cards agent's, at
-one of their awaits) could each miss the other's change.
+hold the customers table's lock (`table_lock`) from their first read of it until their batch is written: a batch
+reads the table as it was before the batch and writes at its end, so two batches overlapping (one of this
+agent's and one of the cards agent's, at one of their awaits) could each miss the other's change.
 """
 from __future__ import annotations
 

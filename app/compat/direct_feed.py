@@ -19,7 +19,8 @@ appends the record (Faust's `Message`) to that topic's `Feed`, and the agent tak
   agent finished the batch, so a commit never covers a record that was not processed.
 - **Back-pressure**: at `maxsize` records waiting, the handler waits for room. That holds Faust's whole drain loop
   (every topic) until the agent takes a batch, where a full channel queue made Faust pause fetching that one
-  partition; the stages do not wait for each other, so it delays, never deadlocks. A record that waited for room
+  partition; a stage waits for another only for the customers table's lock (agents/customers.py), whose holder
+  waits only for the producer, never for the drain loop, so it delays, never deadlocks. A record that waited for room
   across a revocation is dropped (read again after the rebalance). Faust's wait for its own producer buffer to
   ebb is not done: the stages send through the outbox, not that buffer (with `TABLE_WRITES=faust` it is).
 - **Stall warning**: Faust's consumer warns about a partition whose stream took nothing for a while

@@ -82,9 +82,10 @@ async def _check(client_kwargs: dict[str, Any], group: str, legacy: str, input_t
     if m is not None and m != partitions:
         return (
             f"{updates_topic} has {m} partitions and PARTITIONS is {partitions}: a card's summary is folded into the "
-            f"customers table partition its customer id is keyed to on that topic, which must be the table's. "
-            f"Recreate it with {partitions} partitions (it is internal: stop the workers first, and let them drain "
-            f"it).")
+            f"customers table partition its customer id is keyed to on that topic, which must be the table's. It is "
+            f"internal: recreate it with {partitions} partitions together with the state built from it (stop all "
+            f"workers; delete it, the changelog topics and the consumer group; start them: docs/operations.md, "
+            f"\"Reset state\"), or run under a new APP_ID/TOPIC_PREFIX.")
     if left is not None:  # drained: remove it before its committed offsets expire
         try:
             await _delete(client_kwargs, legacy)
