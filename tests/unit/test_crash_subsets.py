@@ -176,9 +176,11 @@ class PrefixWorker:
     between commits. Local state (RocksDB) takes every write; a changelog has what reached the broker. Writes since
     the last commit are pending: a commit (which flushes first) makes them all durable; a crash keeps a prefix of
     each changelog's pending writes (a partition's records reach the broker in order) and any subset of the
-    pending outputs. The customers stage folds the outputs that reached the broker and does not crash here."""
+    pending outputs. The customers stage folds the outputs that reached the broker and does not crash here; or,
+    `here`, the worker folds each batch's summaries itself (agents/customers.py, `fold_here`), and the customers
+    changelog and records are pending with the rest."""
 
-    def __init__(self, legacy: dict[str, bytes]):
+    def __init__(self, legacy: dict[str, bytes], here: bool = False):
         # cards table: ("card", voucher) -> aggregate (or old document), ("side", voucher, entry) -> entry copy
         self.local_cards: dict = {("card", v): raw for v, raw in legacy.items()}
         self.local_rows: dict = {}
@@ -192,6 +194,10 @@ class PrefixWorker:
         for raw in legacy.values():  # what the previous version published: each card's summary
             card, _ = cards.load(raw, H72)
             self._deliver([cards.summary(card)])
+        self.here = here
+        self.local_customers = dict(self.customers)
+        self.pending_customers: list = []  # (customer, state) written in place, not yet on the broker
+        self.pending_records: list = []  # (customer, record) published in place, not yet on the broker
 
     @staticmethod
     def _apply(state: dict, writes) -> None:
@@ -230,6 +236,18 @@ class PrefixWorker:
             if plan.card is not None:
                 self._card(("card", v), codec.dump(plan.card))
             self.pending_out += plan.outputs.summaries
+        if self.here:  # the batch's summaries folded in place, after the cards
+            by_customer: dict[str, list] = {}
+            for s in self.pending_out:
+                by_customer.setdefault(s.customer_id, []).append((s, None))
+            self.pending_out = []
+            for customer_id, group in by_customer.items():
+                state, record = customers.apply_batch(self.local_customers.get(customer_id), group)
+                if state is not self.local_customers.get(customer_id) or record is not None:
+                    self.local_customers[customer_id] = state
+                    self.pending_customers.append((customer_id, state))
+                if record is not None:
+                    self.pending_records.append((customer_id, json.loads(codec.dump(record))))
 
     def _deliver(self, summaries) -> None:
         for s in summaries:
@@ -243,7 +261,10 @@ class PrefixWorker:
         self._apply(self.cards, self.pending_cards)
         self._apply(self.rows, self.pending_rows)
         self._deliver(self.pending_out)
+        self._apply(self.customers, self.pending_customers)
+        self.records.update(self.pending_records)
         self.pending_cards, self.pending_rows, self.pending_out = [], [], []
+        self.pending_customers, self.pending_records = [], []
 
     def crash(self, data) -> None:
         kept_cards = self.pending_cards[:data.draw(st.integers(0, len(self.pending_cards)), label="cards kept")]
@@ -251,13 +272,20 @@ class PrefixWorker:
         self._apply(self.cards, kept_cards)
         self._apply(self.rows, kept_rows)
         self._deliver([s for s in self.pending_out if data.draw(st.booleans(), label="output reached")])
+        kept_customers = self.pending_customers[:data.draw(st.integers(0, len(self.pending_customers)),
+                                                           label="customers kept")] if self.here else []
+        self._apply(self.customers, kept_customers)
+        self.records.update(r for r in self.pending_records if data.draw(st.booleans(), label="record reached"))
         self.pending_cards, self.pending_rows, self.pending_out = [], [], []
+        self.pending_customers, self.pending_records = [], []
         restart = data.draw(st.sampled_from(("kept", "restored", "overlaid")), label="restart")
         if restart == "restored":  # empty state dir: everything from the changelogs
             self.local_cards, self.local_rows = dict(self.cards), dict(self.rows)
+            self.local_customers = dict(self.customers)
         elif restart == "overlaid":  # state dir kept, the changelogs' records after its last offset re-applied:
             self._apply(self.local_cards, kept_cards)  # the aggregate may step back behind rows written after it
             self._apply(self.local_rows, kept_rows)
+            self._apply(self.local_customers, kept_customers)
 
 
 def read_with_crashes(w: PrefixWorker, items: list[tuple[NormalizedEvent, int]], committed: int, data) -> None:
@@ -291,7 +319,8 @@ def test_crashes_between_commits_then_replay_in_other_batches_lose_nothing_and_c
         to_event(entry, voucher, customer, activates, step, points, minutes)
         for (entry, voucher, customer, activates, _), (step, points, minutes) in order)]
     absorbed = data.draw(st.integers(0, len(items)), label="records the previous version absorbed")
-    w = PrefixWorker(legacy_documents([(off, ev) for ev, off in items[:absorbed]]))
+    w = PrefixWorker(legacy_documents([(off, ev) for ev, off in items[:absorbed]]),
+                     here=data.draw(st.booleans(), label="summaries folded in place"))
 
     # the previous version's last commit: anywhere up to what it absorbed
     committed = data.draw(st.integers(0, absorbed), label="first offset read")
@@ -305,7 +334,7 @@ def test_crashes_between_commits_then_replay_in_other_batches_lose_nothing_and_c
     # hold what the local state does
     for (entry, voucher, *_rest) in lifecycles:
         assert (voucher, entry) in w.rows or cards.is_legacy(w.cards[("card", voucher)])
-    assert w.cards == w.local_cards and w.rows == w.local_rows
+    assert w.cards == w.local_cards and w.rows == w.local_rows and (not w.here or w.customers == w.local_customers)
 
 
 class _Answers:
