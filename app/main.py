@@ -83,6 +83,15 @@ def _topic(app: faust.App, settings: Settings, spec: topics.TopicSpec) -> faust.
 settings = get_settings()
 app = create_app(settings)
 project_tz = ZoneInfo(settings.project_timezone)
+_PARTITIONS = range(settings.partitions)
+
+
+def partition_of(key: bytes) -> int:
+    """The partition the producer's partitioner (Kafka's default) gives `key` on a topic of PARTITIONS partitions:
+    a voucher id's on the input topic (its card's), a customer id's on pending-points-card-updates (its
+    customer's); the preflight checks that both topics have PARTITIONS."""
+    return app.conf.producer_partitioner(key, _PARTITIONS, _PARTITIONS)
+
 
 webhooks_topic = _topic(app, settings, topics.WEBHOOKS)
 dead_letter_topic = _topic(app, settings, topics.DEAD_LETTERS)

@@ -25,8 +25,8 @@ from app.compat import internals
 from app.logic import cards, routing
 from app.logic.decode import Accepted, Rejected, Skipped, decode
 from app.main import (
-    activations_topic, app, card_updates_topic, cards_table, entries_table, entries_topic, project_tz, settings,
-    webhooks_topic,
+    activations_topic, app, card_updates_topic, cards_table, entries_table, entries_topic, partition_of, project_tz,
+    settings, webhooks_topic,
 )
 from app.models import codec
 from app.models.records import CardSummary, DeadLetterReason, EntryRecord, NormalizedEvent
@@ -34,10 +34,7 @@ from app.ops import metrics
 
 logger = logging.getLogger(__name__)
 RETIRE_AFTER = settings.retire_after
-PARTITIONS = settings.partitions  # the input topic's, the tables' (co-partitioned; checked at start)
 MAX_DELIVERY, MAX_RECORD = settings.max_delivery_bytes, settings.kafka_max_record_bytes
-_HOME = range(PARTITIONS)
-_partitioner = app.conf.producer_partitioner  # the one the outbox and the webhook endpoint use (app/main.py)
 
 
 @app.agent(webhooks_topic, name="cards")
@@ -76,7 +73,7 @@ async def _intake(message, out: Outbox) -> NormalizedEvent | None:
         logger.exception("decode failed")
         outcome = Rejected(DeadLetterReason(code="internal_error", detail=repr(exc)[:300]))
     step = routing.route(outcome, message.key, message.value, message.headers,
-                         (message.topic, message.partition, message.offset), home=_home, size=internals.record_size,
+                         (message.topic, message.partition, message.offset), home=partition_of, size=internals.record_size,
                          max_record=MAX_RECORD)
     if isinstance(step, routing.Fold):
         metrics.delivery(step.event.step.value, "processed")
@@ -91,10 +88,6 @@ async def _intake(message, out: Outbox) -> NormalizedEvent | None:
     else:
         await dead_letter(message, step.reason, event_type=step.event_type or "unknown")
     return None
-
-
-def _home(key: bytes) -> int:
-    return _partitioner(key, _HOME, _HOME)
 
 
 async def _card(key: bytes, group, out: Outbox, writes: tables.TableWrites, customers_here: frozenset[int],
@@ -116,7 +109,7 @@ async def _card(key: bytes, group, out: Outbox, writes: tables.TableWrites, cust
     here = False
     for summary in outputs.summaries:  # re-key: voucher -> customer
         customer = summary.customer_id.encode()
-        if customers_agent.partition_of(customer) in customers_here:
+        if partition_of(customer) in customers_here:
             local[0].append(summary)  # folded by this worker after the batch, no Kafka hop
             here = here or not summary.removed  # its owner's: the deliveries' end-to-end latency is observed
         else:

@@ -19,14 +19,12 @@ from app.agents import tables
 from app.agents.batches import at_partition, batch_output, by_key, loaded, take
 from app.compat import internals
 from app.logic import customers
-from app.main import app, card_updates_topic, customer_state_topic, customers_table, settings
+from app.main import app, card_updates_topic, customer_state_topic, customers_table, partition_of
 from app.models import codec
 from app.models.records import CardSummary, CustomerState
 from app.ops import metrics
 
 table_lock = asyncio.Lock()
-_PARTITIONS = range(settings.partitions)  # the customers table's and pending-points-card-updates' (co-partitioned)
-_partitioner = app.conf.producer_partitioner  # the one that places a summary on pending-points-card-updates
 _UPDATES = card_updates_topic.get_topic_name()
 
 
@@ -43,11 +41,6 @@ def partitions_here() -> frozenset[int]:
     """The customers table's partitions this worker holds as active (not standby) now: summaries for those are
     folded by `fold_here`. Read once per batch; a rebalance waits for the batch in hand (direct_feed)."""
     return internals.active_partitions(app, customers_table)
-
-
-def partition_of(customer_key: bytes) -> int:
-    """The customer's partition: where its summary would be written on pending-points-card-updates."""
-    return _partitioner(customer_key, _PARTITIONS, _PARTITIONS)
 
 
 async def fold_here(summaries: Sequence[CardSummary], like: Message, out, writes: tables.TableWrites) -> None:

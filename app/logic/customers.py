@@ -60,7 +60,7 @@ def apply_batch(
         if card.removed:
             cards.pop(card.voucher_id, None)
             removed[card.voucher_id] = card.version
-            while len(removed) > MAX_REMOVALS:
+            if len(removed) > MAX_REMOVALS:  # one more than the bound at most
                 del removed[min(removed, key=removed.__getitem__)]
         else:
             cards[card.voucher_id] = card
