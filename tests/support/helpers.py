@@ -6,7 +6,16 @@ import json
 import topics
 from devtools import kafka
 from devtools.workers import metric_sum, scrape  # noqa: F401  (the tests read /metrics through here)
+from app.partitioner import CachedPartitioner
 from tests.support import scenario
+
+PARTITIONS = range(4)  # PARTITIONS, as the test workers run
+_partitioner = CachedPartitioner()
+
+
+def card_partition(key: bytes) -> int:
+    """The input partition Kafka's default partitioner gives `key` (a voucher id's: its card's)."""
+    return _partitioner(key, PARTITIONS, PARTITIONS)
 
 
 def customer_records(records) -> dict[str, dict]:
